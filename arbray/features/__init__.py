@@ -1,0 +1,1 @@
+"""Per-symbol order-flow features computed exactly over exchange-time windows."""

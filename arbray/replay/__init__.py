@@ -1,0 +1,1 @@
+"""Replay recorded market data through the same core objects the live runtime uses."""
