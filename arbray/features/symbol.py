@@ -170,13 +170,11 @@ class SymbolFeatures:
                 ts, price, qty, sell, tid, recv = ts[keep], price[keep], qty[keep], sell[keep], tid[keep], recv[keep]
                 if ts.shape[0] == 0:
                     return
-            if self._last_id >= 0:
-                steps = np.diff(np.concatenate(([self._last_id], tid)))
-                for k in np.flatnonzero(steps > 1):
-                    first = int(tid[k] - steps[k] + 1)
-                    self.id_gaps.append((first, int(tid[k]) - 1))
-                    self.stats["trade_id_gaps"] += 1
-                    self.stats["trade_ids_missing"] += int(steps[k]) - 1
+            prev_ids = np.concatenate(([self._last_id if self._last_id >= 0 else tid[0] - 1], tid[:-1]))
+            for k in np.flatnonzero(tid - prev_ids > 1):
+                self.id_gaps.append((int(prev_ids[k]) + 1, int(tid[k]) - 1))
+                self.stats["trade_id_gaps"] += 1
+                self.stats["trade_ids_missing"] += int(tid[k] - prev_ids[k]) - 1
             self._last_id = int(tid[-1])
         qd_before = self.tape.qty_decimals
         self.tape.append(ts, price, qty, sell, tid, recv)

@@ -24,7 +24,7 @@ def needed_decimals(values: F64, start: int = 0) -> int:
     d = start
     while d < MAX_DECIMALS:
         scaled = values * (10.0**d)
-        if np.all(np.abs(scaled - np.rint(scaled)) <= 1e-3):
+        if np.all(np.abs(scaled - np.rint(scaled)) <= 16 * np.spacing(np.abs(scaled))):
             return d
         d += 1
     return MAX_DECIMALS

@@ -102,15 +102,19 @@ class BinanceParser:
             if data is not None and "stream" in obj:
                 obj = data
                 if type(obj) is list:
-                    for item in obj:
-                        self._one(item, recv_ns, symbol_hint)
+                    self._many(obj, recv_ns, symbol_hint)
                     return
             self._one(obj, recv_ns, symbol_hint)
         elif type(obj) is list:
-            for item in obj:
-                self._one(item, recv_ns, symbol_hint)
+            self._many(obj, recv_ns, symbol_hint)
         else:
             self.rejects["not_an_object"] += 1
+
+    def _many(self, items: list[Any], recv_ns: int, symbol_hint: str | None) -> None:
+        if not items:
+            self.rejects["empty_array"] += 1
+        for item in items:
+            self._one(item, recv_ns, symbol_hint)
 
     def _one(self, d: Any, recv_ns: int, symbol_hint: str | None) -> None:
         if type(d) is not dict:

@@ -79,15 +79,17 @@ def _open_bytes(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
+_EVENT_TIME_ONLY = frozenset(("markPriceUpdate", "kline", "forceOrder"))  # their "T" is not the event's time
+
+
 def _exchange_ms(obj: Any) -> int | None:
+    """Transaction time ``T`` where it is one (trades, depth, bookTicker, REST), else event time ``E``."""
     d = obj.get("data", obj) if type(obj) is dict else obj
     if type(d) is list:
         d = d[0] if d else None
     if type(d) is not dict:
         return None
-    v = d.get("E") or d.get("T")
-    if v is None and type(d.get("k")) is dict:
-        v = d["k"].get("T")
+    v = d.get("E") if d.get("e") in _EVENT_TIME_ONLY else (d.get("T") or d.get("E"))
     return int(v) if isinstance(v, int) else None
 
 

@@ -1,0 +1,1 @@
+"""Strategy scoring: the ScoreResult record, the kind registry and shared helpers."""

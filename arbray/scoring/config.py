@@ -1,0 +1,203 @@
+"""Strategy configs: the frozen pydantic base class, shared field types and CVD windows.
+
+Every kind's config derives from ``StrategyConfig``: frozen, ``extra="forbid"``, exportable as
+JSON Schema, and identified by ``config_hash`` (sha256 of the canonical JSON of the model dump,
+sorted keys, so it is the same in every process and for any key order of the input).
+Cross-field rules are declared per class in ``_rule_violations`` and reported together, each
+naming every field it involves, once the fields are individually valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from arbray.features.snapshot import FeatureSnapshot
+
+Direction = Literal["long_only", "short_only", "both"]
+Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,20}(USDT|USDC)$", description="USD-M perpetual symbol")]
+StrategyId = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$", description="unique ASCII name")
+]
+DEFAULT_SYMBOLS: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "XRPUSDT", "SOLUSDT")
+
+# CVD windows. The predecessor capped every slow window at its 4h deque (digest §3.2); here a
+# window is either a snapshot field or computed by the caller over the exact span (``extra_cvd``).
+WINDOW_MINUTES: dict[str, int] = {
+    "5m": 5, "15m": 15, "30m": 30, "1h": 60, "4h": 240, "8h": 480, "12h": 720, "24h": 1440,
+}
+SNAPSHOT_CVD_FIELDS: dict[str, str] = {
+    "5m": "cvd_5m", "15m": "cvd_15m", "30m": "cvd_30m", "1h": "cvd_1h", "4h": "cvd_4h", "24h": "cvd_24h",
+}
+FastWindow = Literal["5m", "15m", "30m"]
+SlowWindow = Literal["30m", "1h", "4h", "8h", "12h", "24h"]
+Extras = Mapping[str, float | None]
+"""Inputs the snapshot does not carry, supplied by the caller and keyed by input name: the CVD of
+a window outside the snapshot's fields (``"cvd_8h"``, see ``cvd_input_name``) or a Coinbase
+premium (``"coinbase_premium"``, a fraction)."""
+
+
+def window_ms(label: str) -> int:
+    """Length of a window label in milliseconds."""
+    return WINDOW_MINUTES[label] * 60_000
+
+
+def cvd_input_name(label: str) -> str:
+    """The name under which a window's CVD is reported in ``inputs``/``missing``."""
+    return f"cvd_{label}"
+
+
+def cvd_for(snap: FeatureSnapshot, label: str, extras: Extras | None) -> float | None:
+    """CVD over ``label``: a snapshot field when there is one, else the caller-computed value."""
+    name = SNAPSHOT_CVD_FIELDS.get(label)
+    if name is not None:
+        value: float | None = getattr(snap, name)
+        return value
+    return None if extras is None else extras.get(cvd_input_name(label))
+
+
+def extra_input(extras: Extras | None, name: str) -> float | None:
+    """The caller-supplied input ``name``, or None."""
+    return None if extras is None else extras.get(name)
+
+
+def canonical_json(data: Any) -> str:
+    """Deterministic JSON text: sorted keys, no whitespace, non-ASCII escaped."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def side_allowed(direction: Direction, side: int) -> bool:
+    """Whether a strategy restricted to ``direction`` may trade side ``+1`` (long) / ``-1`` (short)."""
+    if side == 0:
+        return False
+    return direction == "both" or (direction == "long_only") == (side > 0)
+
+
+class FrozenModel(BaseModel):
+    """Frozen, strict-keyed pydantic model with declarative cross-field rules."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def _rule_violations(self) -> list[tuple[tuple[str, ...], str]]:
+        """Cross-field rules broken by this instance: (fields involved, message)."""
+        return []
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _report_all(cls, data: Any, handler: ModelWrapValidatorHandler[FrozenModel]) -> FrozenModel:
+        """Also report broken cross-field rules when some other field failed on its own.
+
+        Rules that involve a failed field are not checked (their input is not a valid value).
+        """
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            errors = exc.errors()
+            failed = {e["loc"][0] for e in errors if e["loc"]}
+            if not isinstance(data, Mapping) or all(e["type"] == "cross_field" for e in errors):
+                raise
+            try:
+                partial = cls.model_validate({k: v for k, v in data.items() if k not in failed})
+            except ValidationError:
+                raise exc from None
+            broken = [(names, msg) for names, msg in partial._rule_violations() if not failed & set(names)]
+            if not broken:
+                raise
+            details: list[InitErrorDetails] = [
+                InitErrorDetails(type=PydanticCustomError(e["type"], e["msg"]), loc=e["loc"], input=e["input"])
+                for e in errors
+            ]
+            raise ValidationError.from_exception_data(cls.__name__, details + _rule_errors(partial, broken)) from None
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> FrozenModel:
+        broken = self._rule_violations()
+        if broken:
+            raise ValidationError.from_exception_data(type(self).__name__, _rule_errors(self, broken))
+        return self
+
+
+def _rule_errors(model: FrozenModel, broken: list[tuple[tuple[str, ...], str]]) -> list[InitErrorDetails]:
+    """One ``cross_field`` error per field named by each broken rule."""
+    return [
+        InitErrorDetails(
+            type=PydanticCustomError("cross_field", "{msg}", {"msg": msg}), loc=(name,), input=getattr(model, name)
+        )
+        for names, msg in broken
+        for name in names
+    ]
+
+
+class AtrTargets(FrozenModel):
+    """Legacy JSON exits as multiples of the 5m ATR (digest §4.2–4.4, §5.2 "legacy ATR-based")."""
+
+    sl_multiplier: float = Field(2.0, gt=0, le=10, description="stop distance in ATR")
+    tp1_multiplier: float = Field(1.5, gt=0, le=20, description="TP1 distance in ATR")
+    tp2_multiplier: float = Field(3.0, gt=0, le=30, description="TP2 distance in ATR, beyond TP1")
+
+    def _rule_violations(self) -> list[tuple[tuple[str, ...], str]]:
+        if self.tp2_multiplier <= self.tp1_multiplier:
+            return [(("tp1_multiplier", "tp2_multiplier"),
+                     f"tp2_multiplier ({self.tp2_multiplier}) must be beyond tp1_multiplier ({self.tp1_multiplier})")]
+        return []
+
+
+class StrategyConfig(FrozenModel):
+    """Base of every kind's config: identity, symbols, entry/flip thresholds and a stable hash."""
+
+    kind: str = Field(description="the strategy kind this config belongs to")
+    strategy_id: StrategyId
+    direction: Direction = Field("both", description="side restriction for entries and flips")
+    _config_hash: str = PrivateAttr(default="")
+
+    def model_post_init(self, context: Any, /) -> None:
+        digest = hashlib.sha256(canonical_json(self.model_dump(mode="json")).encode("ascii"))
+        self._config_hash = digest.hexdigest()
+
+    @property
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON of the full model dump."""
+        return self._config_hash
+
+    @property
+    @abstractmethod
+    def symbols(self) -> tuple[str, ...]:
+        """The symbols this strategy may be evaluated on; any other symbol is refused."""
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """The JSON Schema of this config (what ``arbray strategies schema KIND`` prints)."""
+        return cls.model_json_schema()
+
+
+class WrongSymbolError(ValueError):
+    """A strategy was asked to score a snapshot of a symbol it does not carry."""
+
+
+def require_symbol(cfg: StrategyConfig, snap: FeatureSnapshot) -> None:
+    """Refuse to score ``snap`` with ``cfg`` unless the config carries the snapshot's symbol."""
+    if snap.symbol not in cfg.symbols:
+        raise WrongSymbolError(
+            f"strategy {cfg.strategy_id!r} is for {', '.join(cfg.symbols)}, not {snap.symbol}"
+        )
+
+
+def require_symbols(configs: Sequence[StrategyConfig], symbol: str) -> None:
+    """Refuse to compile configs for ``symbol`` unless every one of them carries it."""
+    wrong = [c.strategy_id for c in configs if symbol not in c.symbols]
+    if wrong:
+        raise WrongSymbolError(f"strategies {wrong} are not for {symbol}")

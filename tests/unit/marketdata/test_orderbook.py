@@ -1,0 +1,108 @@
+"""The local order book follows Binance's USD-M algorithm step by step (and a brute-force model)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from arbray.marketdata.events import DepthSnapshot, DepthUpdate, Level
+from arbray.marketdata.orderbook import BookState, LocalOrderBook
+
+pytestmark = pytest.mark.unit
+
+
+def snap(last: int, bids: list[Level], asks: list[Level]) -> DepthSnapshot:
+    return DepthSnapshot("X", last, 0, bids, asks)
+
+
+def diff(U: int, u: int, pu: int, bids: list[Level] = (), asks: list[Level] = ()) -> DepthUpdate:  # type: ignore[assignment]
+    return DepthUpdate("X", 0, u, U, u, pu, list(bids), list(asks))
+
+
+def test_buffers_until_snapshot_then_drops_old_and_bridges() -> None:
+    b = LocalOrderBook("X")
+    b.apply_diff(diff(1, 5, 0, [(10.0, 1.0)]))  # u < lastUpdateId: dropped
+    b.apply_diff(diff(6, 12, 5, [(10.0, 2.0)]))  # bridges lastUpdateId=8
+    b.apply_diff(diff(13, 15, 12, [(11.0, 1.0)]))
+    assert b.state is BookState.AWAITING_SNAPSHOT and b.best_bid() is None
+    assert b.apply_snapshot(snap(8, [(9.0, 5.0)], [(12.0, 1.0)]))
+    assert b.synced and b.last_update_id == 15
+    assert b.best_bid() == (11.0, 1.0) and b.bids[10.0] == 2.0
+    assert b.stats["dropped_before_snapshot"] == 1
+
+
+def test_snapshot_not_bridged_waits_for_another() -> None:
+    b = LocalOrderBook("X")
+    b.apply_diff(diff(20, 25, 19))
+    assert not b.apply_snapshot(snap(8, [(9.0, 5.0)], [(12.0, 1.0)]))
+    assert b.needs_snapshot and b.stats["snapshot_not_bridged"] == 1
+    assert b.best_bid() is None  # never a book built on a broken chain
+    assert b.apply_snapshot(snap(22, [(9.0, 5.0)], [(12.0, 1.0)]))
+
+
+def test_snapshot_then_live_diff_bridges() -> None:
+    b = LocalOrderBook("X")
+    b.apply_snapshot(snap(100, [(9.0, 5.0)], [(12.0, 1.0)]))
+    assert not b.synced
+    b.apply_diff(diff(90, 99, 89))  # older than the snapshot
+    assert b.apply_diff(diff(100, 104, 99, asks=[(12.0, 0.0), (13.0, 1.0)]))
+    assert b.best_ask() == (13.0, 1.0)
+
+
+def test_gap_resyncs_and_clears() -> None:
+    b = LocalOrderBook("X")
+    b.apply_diff(diff(1, 10, 0))
+    b.apply_snapshot(snap(5, [(9.0, 5.0)], [(12.0, 1.0)]))
+    assert b.synced
+    assert not b.apply_diff(diff(15, 20, 12))  # pu != 10: a message was lost
+    assert b.state is BookState.RESYNCING and b.resyncs == 1
+    assert b.best_bid() is None and b.best_ask() is None
+    b.apply_snapshot(snap(18, [(9.5, 1.0)], [(12.0, 1.0)]))
+    assert b.synced and b.best_bid() == (9.5, 1.0)
+
+
+def test_duplicate_is_counted_not_applied() -> None:
+    b = LocalOrderBook("X")
+    b.apply_diff(diff(1, 10, 0))
+    b.apply_snapshot(snap(5, [(9.0, 5.0)], [(12.0, 1.0)]))
+    b.apply_diff(diff(11, 12, 10, [(9.0, 1.0)]))
+    assert not b.apply_diff(diff(11, 12, 10, [(9.0, 7.0)]))
+    assert b.synced and b.bids[9.0] == 1.0 and b.stats["stale_or_duplicate"] == 1
+
+
+def test_zero_removes_and_unknown_removal_is_fine() -> None:
+    b = LocalOrderBook("X")
+    b.apply_snapshot(snap(1, [(9.0, 5.0), (8.0, 1.0)], [(12.0, 1.0)]))
+    b.apply_diff(diff(1, 2, 0, [(9.0, 0.0), (7.0, 0.0)]))
+    assert b.synced and b.best_bid() == (8.0, 1.0) and 7.0 not in b.bids
+    assert b.imbalance(10) == pytest.approx((1.0 - 1.0) / 2.0)
+
+
+levels = st.lists(st.tuples(st.integers(1, 40).map(float), st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.5])), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(levels, levels), min_size=1, max_size=40))
+def test_matches_brute_force_model(updates: list[tuple[list[Level], list[Level]]]) -> None:
+    """Best prices, top-N and imbalance equal a plain dict model after any update sequence."""
+    b = LocalOrderBook("X")
+    b.apply_snapshot(snap(1, [(20.0, 1.0)], [(21.0, 1.0)]))
+    model_b: dict[float, float] = {20.0: 1.0}
+    model_a: dict[float, float] = {21.0: 1.0}
+    last = 1
+    for k, (bids, asks) in enumerate(updates):
+        b.apply_diff(diff(last, last + 1 + k, last - 1 if k == 0 else last, bids, asks))
+        last = last + 1 + k
+        for side, lv in ((model_b, bids), (model_a, asks)):
+            for p, q in lv:
+                if q == 0.0:
+                    side.pop(p, None)
+                else:
+                    side[p] = q
+        assert b.synced
+        assert b.best_bid() == ((max(model_b), model_b[max(model_b)]) if model_b else None)
+        assert b.best_ask() == ((min(model_a), model_a[min(model_a)]) if model_a else None)
+        tb, ta = b.top(3)
+        assert tb == [(p, model_b[p]) for p in sorted(model_b, reverse=True)[:3]]
+        assert ta == [(p, model_a[p]) for p in sorted(model_a)[:3]]
