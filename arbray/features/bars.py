@@ -101,7 +101,9 @@ class BarSeries:
         self._advance_to(ts_ms - ts_ms % self.period_ms)
 
     # ----------------------------------------------------------------- inputs
-    def add_trades(self, ts: npt.NDArray[np.int64], price: npt.NDArray[np.float64], qty: npt.NDArray[np.float64]) -> None:
+    def add_trades(
+        self, ts: npt.NDArray[np.int64], price: npt.NDArray[np.float64], qty: npt.NDArray[np.float64]
+    ) -> None:
         """Fold a time-ordered batch of trades into bars."""
         n = int(ts.shape[0])
         if n == 0:

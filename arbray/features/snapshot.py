@@ -96,7 +96,7 @@ class FeatureSnapshot:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureSnapshot:
-        kw = {f: d.get(f) for f in _FIELD_NAMES}
+        kw: dict[str, Any] = {f: d.get(f) for f in _FIELD_NAMES}
         kw["quality"] = tuple(d.get("quality") or ())
         return cls(**kw)
 

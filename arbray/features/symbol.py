@@ -288,7 +288,7 @@ class SymbolFeatures:
             step = cfg.slope_step_ms
             if tape.first_ts is not None and tape.first_ts <= t - 2 * step:
                 w = 30 * MINUTE_MS
-                c0, c1, c2 = tape.cvd(t - w, t), tape.cvd(t - step - w, t - step), tape.cvd(t - 2 * step - w, t - 2 * step)
+                c0, c1, c2 = (tape.cvd(t - k * step - w, t - k * step) for k in (0, 1, 2))
                 per = MINUTE_MS / step
                 slope = (c0 - c1) * per
                 accel = (c0 - 2 * c1 + c2) * per * per

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, deque
-from enum import Enum
+from enum import StrEnum
 
 from arbray.marketdata.events import DepthSnapshot, DepthUpdate, Level
 
 
-class BookState(str, Enum):
+class BookState(StrEnum):
     """``awaiting_snapshot`` before the first sync, ``synced``, ``resyncing`` after a break."""
 
     AWAITING_SNAPSHOT = "awaiting_snapshot"

@@ -65,6 +65,10 @@ def _nonneg(x: Any) -> float:
     return v
 
 
+def _opt_float(x: Any) -> float | None:
+    return None if x is None or x == "" else float(x)
+
+
 def _levels(raw: Any) -> list[Level]:
     """Depth levels ``[[price, qty], ...]``: price > 0, qty >= 0 (0 removes), all finite."""
     out = [(float(p), float(q)) for p, q in raw]
@@ -120,8 +124,9 @@ class BinanceParser:
         if type(d) is not dict:
             self.rejects["not_an_object"] += 1
             return
-        etype = d.get("e")
-        handler = _HANDLERS.get(etype) if type(etype) is str else None
+        raw_type = d.get("e")
+        etype = raw_type if type(raw_type) is str else ""
+        handler = _HANDLERS.get(etype)
         if handler is None:
             if "lastUpdateId" in d and "bids" in d:
                 handler, etype = BinanceParser._depth_snapshot, "depthSnapshot"
@@ -129,7 +134,7 @@ class BinanceParser:
                 self.events["control"] += 1
                 return
             else:
-                self.rejects[f"unknown_event:{etype}" if type(etype) is str else "unknown_event"] += 1
+                self.rejects[f"unknown_event:{etype}" if etype else "unknown_event"] += 1
                 return
         try:
             handler(self, d, recv_ns, symbol_hint)
@@ -206,7 +211,7 @@ class BinanceParser:
 
     def _mark_price(self, d: dict[str, Any], recv_ns: int, _: str | None) -> None:
         idx = d.get("i")
-        rate = d.get("r")
+        rate = _opt_float(d.get("r"))
         nft = d.get("T")
         self.sink.on_event(
             MarkPrice(
@@ -214,7 +219,7 @@ class BinanceParser:
                 int(d["E"]),
                 _pos(d["p"]),
                 _pos(idx) if idx not in (None, "") else None,
-                float(rate) if rate not in (None, "") and math.isfinite(float(rate)) else None,
+                rate if rate is not None and math.isfinite(rate) else None,
                 int(nft) if nft else None,
                 recv_ns,
             )

@@ -19,12 +19,13 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 import orjson
@@ -75,7 +76,7 @@ def _open_text(path: Path) -> IO[str]:
 
 def _open_bytes(path: Path) -> IO[bytes]:
     if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rb")
+        return cast(IO[bytes], gzip.open(path, "rb"))
     return path.open("rb")
 
 
@@ -144,7 +145,7 @@ def read_cryptofeed(path: Path) -> Iterator[Record]:
                 except orjson.JSONDecodeError:
                     yield clock.ms, seq, RawJson(None, 0, None)
                     continue
-                if rec.get("t") not in ("ws", "http") or not isinstance(rec.get("data"), str):
+                if rec.get("t") not in ("recv", "ws", "http") or not isinstance(rec.get("data"), str):
                     continue  # header, connect and other control records
                 url, body, ts_s = rec.get("url"), rec["data"], float(rec.get("ts", 0.0))
             elif m := _CF_HTTP.match(line):
@@ -183,7 +184,7 @@ def _trade_chunks(
     cut_keys = t // align_ms
     cuts = np.flatnonzero(cut_keys[1:] != cut_keys[:-1]) + 1
     bounds = [0, *cuts.tolist(), len(ts)]
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in itertools.pairwise(bounds):
         if a == b:
             continue
         batch = TradeBatch.from_columns(symbol, t[a:b], px[a:b], qty[a:b], ibm[a:b], ids[a:b], recv[a:b])
@@ -284,7 +285,8 @@ def read_tardis_csv(path: Path, align_ms: int, chunk: int = 20_000) -> Iterator[
             except ValueError:
                 continue  # an empty side in the source row
             t = int(row[col["timestamp"]]) // 1000
-            ev = BookTicker(row[col["symbol"]].upper(), -1, t, bid, bq, ask, aq, int(row[col["local_timestamp"]]) * 1000)
+            recv_ns = int(row[col["local_timestamp"]]) * 1000
+            ev = BookTicker(row[col["symbol"]].upper(), -1, t, bid, bq, ask, aq, recv_ns)
             yield clock.see(t), seq, ev
 
 

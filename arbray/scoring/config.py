@@ -24,7 +24,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from arbray.features.snapshot import FeatureSnapshot
 
@@ -90,7 +90,7 @@ def side_allowed(direction: Direction, side: int) -> bool:
 class FrozenModel(BaseModel):
     """Frozen, strict-keyed pydantic model with declarative cross-field rules."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     def _rule_violations(self) -> list[tuple[tuple[str, ...], str]]:
         """Cross-field rules broken by this instance: (fields involved, message)."""
@@ -111,17 +111,16 @@ class FrozenModel(BaseModel):
             if not isinstance(data, Mapping) or all(e["type"] == "cross_field" for e in errors):
                 raise
             try:
-                partial = cls.model_validate({k: v for k, v in data.items() if k not in failed})
-            except ValidationError:
-                raise exc from None
-            broken = [(names, msg) for names, msg in partial._rule_violations() if not failed & set(names)]
-            if not broken:
-                raise
-            details: list[InitErrorDetails] = [
-                InitErrorDetails(type=PydanticCustomError(e["type"], e["msg"]), loc=e["loc"], input=e["input"])
-                for e in errors
-            ]
-            raise ValidationError.from_exception_data(cls.__name__, details + _rule_errors(partial, broken)) from None
+                cls.model_validate({k: v for k, v in data.items() if k not in failed})
+            except ValidationError as partial_exc:
+                rules = [e for e in partial_exc.errors() if e["type"] == "cross_field"]
+                if len(rules) < len(partial_exc.errors()):
+                    raise exc from None
+                broken = [e for e in rules if not failed & set(e["ctx"]["fields"])]
+                if broken:
+                    details = [_error_details(e) for e in errors + broken]
+                    raise ValidationError.from_exception_data(cls.__name__, details) from None
+            raise
 
     @model_validator(mode="after")
     def _check_rules(self) -> FrozenModel:
@@ -135,11 +134,24 @@ def _rule_errors(model: FrozenModel, broken: list[tuple[tuple[str, ...], str]]) 
     """One ``cross_field`` error per field named by each broken rule."""
     return [
         InitErrorDetails(
-            type=PydanticCustomError("cross_field", "{msg}", {"msg": msg}), loc=(name,), input=getattr(model, name)
+            type=PydanticCustomError("cross_field", "{msg}", {"msg": msg, "fields": names}),
+            loc=(name,),
+            input=getattr(model, name),
         )
         for names, msg in broken
         for name in names
     ]
+
+
+def _error_details(e: ErrorDetails) -> InitErrorDetails:
+    """An error as reported, ready to be raised again in a combined ``ValidationError``."""
+    if e["type"] == "cross_field":
+        ctx = e.get("ctx") or {}
+        return InitErrorDetails(type=PydanticCustomError("cross_field", "{msg}", dict(ctx)), loc=e["loc"],
+                                input=e["input"])
+    if "ctx" in e:
+        return InitErrorDetails(type=e["type"], loc=e["loc"], input=e["input"], ctx=e["ctx"])
+    return InitErrorDetails(type=e["type"], loc=e["loc"], input=e["input"])
 
 
 class AtrTargets(FrozenModel):
@@ -157,7 +169,7 @@ class AtrTargets(FrozenModel):
 
 
 class StrategyConfig(FrozenModel):
-    """Base of every kind's config: identity, symbols, entry/flip thresholds and a stable hash."""
+    """Base of every kind's config: identity, side restriction, symbols and a stable hash."""
 
     kind: str = Field(description="the strategy kind this config belongs to")
     strategy_id: StrategyId
@@ -175,7 +187,7 @@ class StrategyConfig(FrozenModel):
 
     @property
     @abstractmethod
-    def symbols(self) -> tuple[str, ...]:
+    def applies_to(self) -> tuple[str, ...]:
         """The symbols this strategy may be evaluated on; any other symbol is refused."""
 
     @classmethod
@@ -190,14 +202,14 @@ class WrongSymbolError(ValueError):
 
 def require_symbol(cfg: StrategyConfig, snap: FeatureSnapshot) -> None:
     """Refuse to score ``snap`` with ``cfg`` unless the config carries the snapshot's symbol."""
-    if snap.symbol not in cfg.symbols:
+    if snap.symbol not in cfg.applies_to:
         raise WrongSymbolError(
-            f"strategy {cfg.strategy_id!r} is for {', '.join(cfg.symbols)}, not {snap.symbol}"
+            f"strategy {cfg.strategy_id!r} is for {', '.join(cfg.applies_to)}, not {snap.symbol}"
         )
 
 
 def require_symbols(configs: Sequence[StrategyConfig], symbol: str) -> None:
     """Refuse to compile configs for ``symbol`` unless every one of them carries it."""
-    wrong = [c.strategy_id for c in configs if symbol not in c.symbols]
+    wrong = [c.strategy_id for c in configs if symbol not in c.applies_to]
     if wrong:
         raise WrongSymbolError(f"strategies {wrong} are not for {symbol}")

@@ -19,7 +19,9 @@ def lines_of(path: Path) -> list[bytes]:
         return fh.read().splitlines(keepends=True)
 
 
-def run(tmp_path: Path, lines: list[bytes], name: str = "btcusdt_20240808.gz") -> tuple[ReplaySummary, list[FeatureSnapshot]]:
+def run(
+    tmp_path: Path, lines: list[bytes], name: str = "btcusdt_20240808.gz"
+) -> tuple[ReplaySummary, list[FeatureSnapshot]]:
     f = tmp_path / name
     with gzip.open(f, "wb") as fh:
         fh.writelines(lines)
@@ -56,7 +58,7 @@ def test_duplicate_depth_and_trade_messages_are_counted_and_change_nothing(tmp_p
     _, ref = run(tmp_path, clean)
     j = next(i for i, ln in enumerate(clean) if b'"e":"trade"' in ln and i > 5000)
     k = next(i for i in depth_indices(clean) if i > j + 100)
-    faulty = clean[: j + 1] + [clean[j]] + clean[j + 1 : k + 1] + [clean[k]] + clean[k + 1 :]
+    faulty = [*clean[: j + 1], clean[j], *clean[j + 1 : k + 1], clean[k], *clean[k + 1 :]]
     summary, snaps = run(tmp_path, faulty)
     assert summary.rejected["trade:duplicate_or_out_of_order_id"] == 1
     assert summary.book_resyncs == {"BTCUSDT": 0}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 
 import numpy as np
@@ -34,7 +35,7 @@ def trade_lists(draw: st.DrawFn) -> list[T]:
 
 def load(tape: TradeTape, trades: list[T], cuts: list[int]) -> None:
     bounds = [0, *sorted(set(c % (len(trades) + 1) for c in cuts)), len(trades)]
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in itertools.pairwise(bounds):
         chunk = trades[a:b]
         tape.append(
             np.array([x.ts for x in chunk], np.int64), np.array([float(x.price) for x in chunk]),

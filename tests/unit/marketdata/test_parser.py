@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arbray.marketdata.events import BookTicker, DepthSnapshot, DepthUpdate, Event, ForceOrder, Kline, MarkPrice
+from arbray.marketdata.events import (
+    BookTicker,
+    DepthSnapshot,
+    DepthUpdate,
+    Event,
+    ForceOrder,
+    Kline,
+    MarkPrice,
+)
 from arbray.marketdata.parser import BinanceParser
 
 pytestmark = pytest.mark.unit
@@ -133,7 +141,7 @@ json_values = st.recursive(
 @given(st.one_of(st.binary(max_size=64), json_values.map(orjson.dumps)),
        st.sampled_from(["aggTrade", "trade", "depthUpdate", "bookTicker", "markPriceUpdate", "forceOrder", "kline"]))
 def test_garbage_never_crashes_and_is_always_accounted(raw: bytes, etype: str) -> None:
-    p, sink = make()
+    p, _ = make()
     p.feed(raw, symbol_hint="BTCUSDT")
     # A mutated real message too: same keys, hostile values.
     p.feed(orjson.dumps({"e": etype, "s": "BTCUSDT", "p": raw.decode("latin-1"), "q": "1"}))
