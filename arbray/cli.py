@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--every", type=parse_interval, default=15_000)
     d.add_argument("--out", default="features.jsonl")
     d.set_defaults(func=_cmd_demo)
+    from arbray.cli_strategies import register as register_strategies
+
+    register_strategies(sub)
     return parser
 
 
@@ -109,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"arbray: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into e.g. `head`, which closed early
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -46,6 +46,18 @@ from arbray.marketdata.orderbook import LocalOrderBook
 from arbray.symbols import SymbolSpec, spec_for
 
 DAY_MS = 24 * HOUR_MS
+
+
+class TopOfBook:
+    """The latest bookTicker, updated in place (the highest-rate stream: no object per message)."""
+
+    __slots__ = ("ask", "ask_qty", "bid", "bid_qty", "recv_ns", "transact_ms", "update_id")
+
+    def __init__(
+        self, update_id: int, transact_ms: int, bid: float, bid_qty: float, ask: float, ask_qty: float, recv_ns: int
+    ) -> None:
+        self.update_id, self.transact_ms, self.recv_ns = update_id, transact_ms, recv_ns
+        self.bid, self.bid_qty, self.ask, self.ask_qty = bid, bid_qty, ask, ask_qty
 _KLINE_PERIODS = {"5m": 5 * MINUTE_MS, "1h": HOUR_MS}
 
 
@@ -69,7 +81,7 @@ class SymbolFeatures:
                                  self.cfg.max_gap_bars)
         self.bars_1h = BarSeries(HOUR_MS, self.cfg.atr_length, self.cfg.atr_percentile_history,
                                  max(1, self.cfg.max_gap_bars // 12))
-        self.book = LocalOrderBook(symbol)
+        self.book = LocalOrderBook(symbol, rejects=self.rejects)
         self._quant = SlidingQuantile()
         self._q_lo = 0  # global tape index (base + array index) of the quantile window's oldest trade
         self._id_kind: str | None = None
@@ -79,7 +91,7 @@ class SymbolFeatures:
             [], [], [], [], [], []
         )
         self._last_snapshot_ms: int | None = None
-        self.book_ticker: BookTicker | None = None
+        self._top: TopOfBook | None = None
         self.mark: MarkPrice | None = None
         self._liqs: deque[tuple[int, bool, float]] = deque()  # (ts, long liquidated?, usd)
         self._oi: deque[tuple[int, float]] = deque()
@@ -90,7 +102,6 @@ class SymbolFeatures:
     # ================================================================ trades
     def on_trade(
         self,
-        symbol: str,
         ts_ms: int,
         price: float,
         qty: float,
@@ -189,16 +200,33 @@ class SymbolFeatures:
         self.stats["trades"] += int(ts.shape[0])
 
     # ========================================================== other events
+    def on_book_ticker(
+        self, update_id: int, transact_ms: int, bid: float, bid_qty: float, ask: float, ask_qty: float, recv_ns: int
+    ) -> None:
+        """Best bid/ask from ``bookTicker`` (validated by the parser); older update ids are rejected."""
+        top = self._top
+        if top is None:
+            self._top = TopOfBook(update_id, transact_ms, bid, bid_qty, ask, ask_qty, recv_ns)
+        elif update_id < top.update_id:
+            self.rejects["bookTicker:out_of_order"] += 1
+        else:
+            top.update_id, top.transact_ms, top.recv_ns = update_id, transact_ms, recv_ns
+            top.bid, top.bid_qty, top.ask, top.ask_qty = bid, bid_qty, ask, ask_qty
+
+    @property
+    def book_ticker(self) -> BookTicker | None:
+        """The latest bookTicker as an event record."""
+        t = self._top
+        if t is None:
+            return None
+        return BookTicker(self.symbol, t.update_id, t.transact_ms, t.bid, t.bid_qty, t.ask, t.ask_qty, t.recv_ns)
+
     def on_event(self, ev: Event) -> None:
         """Apply one low-rate event."""
         if isinstance(ev, DepthUpdate):
             self.book.apply_diff(ev)
         elif isinstance(ev, BookTicker):
-            bt = self.book_ticker
-            if bt is not None and ev.update_id < bt.update_id:
-                self.rejects["bookTicker:out_of_order"] += 1
-                return
-            self.book_ticker = ev
+            self.on_book_ticker(ev.update_id, ev.transact_ms, ev.bid, ev.bid_qty, ev.ask, ev.ask_qty, ev.recv_ns)
         elif isinstance(ev, DepthSnapshot):
             self.book.apply_snapshot(ev)
         elif isinstance(ev, MarkPrice):
@@ -406,7 +434,7 @@ class SymbolFeatures:
         self,
     ) -> tuple[float | None, float | None, float | None, float | None, float | None, float | None,
                float | None, int | None]:
-        book, bt = self.book, self.book_ticker
+        book, bt = self.book, self._top
         obi = dbq = daq = None
         bid = bid_q = ask = ask_q = None
         book_ts = None

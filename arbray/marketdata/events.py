@@ -7,12 +7,16 @@ Every event carries the exchange time (``*_ms``, epoch ms) and the local receive
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 Level = tuple[float, float]
+# Diff-depth levels as received: ``[price, qty]`` decimal strings, validated by the parser but
+# converted to floats only when the book is read (see ``LocalOrderBook``). Floats are accepted too.
+RawLevel = tuple[str, str] | list[str] | tuple[float, float]
 
 TRADE_DTYPE = np.dtype(
     [
@@ -73,8 +77,8 @@ class DepthUpdate:
     first_id: int
     final_id: int
     prev_final_id: int
-    bids: list[Level]
-    asks: list[Level]
+    bids: Sequence[RawLevel]
+    asks: Sequence[RawLevel]
     recv_ns: int = 0
 
 

@@ -1,13 +1,15 @@
 """Parse Binance USD-M stream and REST JSON into events, rejecting bad input with a reason.
 
 Accepts raw stream payloads, combined-stream wrappers ``{"stream": ..., "data": ...}``, array
-payloads (``!markPrice@arr``) and the REST depth snapshot. Trades go to the sink's fast
-``on_trade``; everything else becomes a typed event. Nothing malformed is coerced: a message that
-fails validation is counted under ``"<event>:<problem>"`` and dropped, and the reader continues.
+payloads (``!markPrice@arr``) and the REST depth snapshot, and hands each message to its
+symbol's sink: trades and best bid/ask as plain values, everything else as typed events. Nothing
+malformed is coerced: a message that fails validation is counted under ``"<event>:<problem>"``
+and dropped, and the reader continues.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from typing import Any, Protocol
@@ -15,7 +17,6 @@ from typing import Any, Protocol
 import orjson
 
 from arbray.marketdata.events import (
-    BookTicker,
     DepthSnapshot,
     DepthUpdate,
     Event,
@@ -29,22 +30,25 @@ from arbray.marketdata.events import (
 _INF = math.inf
 
 
-class MarketDataSink(Protocol):
-    """Receives parsed market data: trades one by one (hot path), other events as objects."""
+class SymbolSink(Protocol):
+    """Receives one symbol's parsed data: trades and best bid/ask as plain values (the two
+    highest-rate streams, without an object per message), everything else as typed events."""
 
     def on_trade(
-        self,
-        symbol: str,
-        ts_ms: int,
-        price: float,
-        qty: float,
-        is_buyer_maker: bool,
-        trade_id: int,
-        id_kind: str,
-        recv_ns: int,
+        self, ts_ms: int, price: float, qty: float, is_buyer_maker: bool, trade_id: int, id_kind: str, recv_ns: int
+    ) -> None: ...
+
+    def on_book_ticker(
+        self, update_id: int, transact_ms: int, bid: float, bid_qty: float, ask: float, ask_qty: float, recv_ns: int
     ) -> None: ...
 
     def on_event(self, event: Event) -> None: ...
+
+
+class MarketDataRouter(Protocol):
+    """Gives the sink for a symbol; the parser caches the answer, so routing costs one dict lookup."""
+
+    def route(self, symbol: str) -> SymbolSink: ...
 
 
 class InvalidMessage(ValueError):
@@ -69,6 +73,23 @@ def _opt_float(x: Any) -> float | None:
     return None if x is None or x == "" else float(x)
 
 
+_NUMBER_CHARS = str.maketrans("", "", "0123456789.,")
+_chain = itertools.chain.from_iterable
+
+
+def _raw_levels(raw: Any) -> Any:
+    """Validate diff-depth levels without converting them: every level is a pair of strings made of
+    digits and dots (so never negative, NaN or infinite). Malformed numbers that pass this check
+    (``"1.2.3"``) and zero prices are caught when the book converts them, which resyncs the book."""
+    if type(raw) is not list:
+        raise InvalidMessage("bad_level")
+    if raw:
+        joined = ",".join(_chain(raw))  # TypeError on a non-string: counted as bad_value
+        if joined.count(",") != 2 * len(raw) - 1 or joined.translate(_NUMBER_CHARS):
+            raise InvalidMessage("bad_level")
+    return raw
+
+
 def _levels(raw: Any) -> list[Level]:
     """Depth levels ``[[price, qty], ...]``: price > 0, qty >= 0 (0 removes), all finite."""
     out = [(float(p), float(q)) for p, q in raw]
@@ -85,10 +106,19 @@ class BinanceParser:
     ``symbol_hint`` names the symbol of REST snapshots, which carry none themselves.
     """
 
-    def __init__(self, sink: MarketDataSink, rejects: RejectCounter | None = None) -> None:
-        self.sink = sink
+    def __init__(self, router: MarketDataRouter, rejects: RejectCounter | None = None) -> None:
+        self.router = router
         self.rejects = rejects if rejects is not None else RejectCounter()
         self.events: Counter[str] = Counter()
+        self._routes: dict[str, SymbolSink] = {}
+
+    def _sink(self, symbol: Any) -> SymbolSink:
+        sink = self._routes.get(symbol)
+        if sink is None:
+            if type(symbol) is not str or not symbol:
+                raise InvalidMessage("bad_symbol")
+            sink = self._routes[symbol] = self.router.route(symbol)
+        return sink
 
     def feed(self, raw: bytes | str, recv_ns: int = 0, symbol_hint: str | None = None) -> None:
         """Parse one raw JSON message."""
@@ -99,33 +129,24 @@ class BinanceParser:
             return
         self.feed_obj(obj, recv_ns, symbol_hint)
 
-    def feed_obj(self, obj: Any, recv_ns: int = 0, symbol_hint: str | None = None) -> None:
-        """Dispatch one decoded JSON value (wrapper, payload, array or REST snapshot)."""
-        if type(obj) is dict:
-            data = obj.get("data")
-            if data is not None and "stream" in obj:
-                obj = data
-                if type(obj) is list:
-                    self._many(obj, recv_ns, symbol_hint)
-                    return
-            self._one(obj, recv_ns, symbol_hint)
-        elif type(obj) is list:
-            self._many(obj, recv_ns, symbol_hint)
-        else:
-            self.rejects["not_an_object"] += 1
+    def feed_obj(self, d: Any, recv_ns: int = 0, symbol_hint: str | None = None) -> None:
+        """Dispatch one decoded JSON value (wrapper, payload, array or REST snapshot).
 
-    def _many(self, items: list[Any], recv_ns: int, symbol_hint: str | None) -> None:
-        if not items:
-            self.rejects["empty_array"] += 1
-        for item in items:
-            self._one(item, recv_ns, symbol_hint)
-
-    def _one(self, d: Any, recv_ns: int, symbol_hint: str | None) -> None:
+        The per-message hot path of every live feed and replay: one function, one dict lookup.
+        """
+        if type(d) is dict and "stream" in d:
+            d = d.get("data")
         if type(d) is not dict:
-            self.rejects["not_an_object"] += 1
+            if type(d) is list:
+                if not d:
+                    self.rejects["empty_array"] += 1
+                for item in d:
+                    self.feed_obj(item, recv_ns, symbol_hint)
+            else:
+                self.rejects["not_an_object"] += 1
             return
         raw_type = d.get("e")
-        etype = raw_type if type(raw_type) is str else ""
+        etype: str = raw_type if type(raw_type) is str else ""
         handler = _HANDLERS.get(etype)
         if handler is None:
             if "lastUpdateId" in d and "bids" in d:
@@ -159,7 +180,7 @@ class BinanceParser:
         m = d["m"]
         if type(m) is not bool:
             raise InvalidMessage("bad_side")
-        self.sink.on_trade(d["s"], int(d["T"]), p, q, m, int(d["a"]), "agg", recv_ns)
+        self._sink(d["s"]).on_trade(int(d["T"]), p, q, m, int(d["a"]), "agg", recv_ns)
 
     def _trade(self, d: dict[str, Any], recv_ns: int, _: str | None) -> None:
         p = float(d["p"])
@@ -171,23 +192,23 @@ class BinanceParser:
         m = d["m"]
         if type(m) is not bool:
             raise InvalidMessage("bad_side")
-        self.sink.on_trade(d["s"], int(d["T"]), p, q, m, int(d["t"]), "trade", recv_ns)
+        self._sink(d["s"]).on_trade(int(d["T"]), p, q, m, int(d["t"]), "trade", recv_ns)
 
     def _depth(self, d: dict[str, Any], recv_ns: int, _: str | None) -> None:
         first, final, prev = int(d["U"]), int(d["u"]), int(d["pu"])
         if final < first:
             raise InvalidMessage("bad_id_range")
-        self.sink.on_event(
-            DepthUpdate(
-                d["s"], int(d["E"]), int(d["T"]), first, final, prev, _levels(d["b"]), _levels(d["a"]), recv_ns
-            )
+        sym = d["s"]
+        self._sink(sym).on_event(
+            DepthUpdate(sym, int(d["E"]), int(d["T"]), first, final, prev, _raw_levels(d["b"]), _raw_levels(d["a"]),
+                        recv_ns)
         )
 
     def _depth_snapshot(self, d: dict[str, Any], recv_ns: int, symbol_hint: str | None) -> None:
         symbol = d.get("s") or d.get("symbol") or symbol_hint
         if not symbol:
             raise InvalidMessage("no_symbol")
-        self.sink.on_event(
+        self._sink(str(symbol).upper()).on_event(
             DepthSnapshot(
                 str(symbol).upper(),
                 int(d["lastUpdateId"]),
@@ -199,21 +220,18 @@ class BinanceParser:
         )
 
     def _book_ticker(self, d: dict[str, Any], recv_ns: int, _: str | None) -> None:
-        bid, ask = _pos(d["b"]), _pos(d["a"])
-        if bid >= ask:
-            raise InvalidMessage("crossed")
-        self.sink.on_event(
-            BookTicker(
-                d["s"], int(d["u"]), int(d.get("T") or d["E"]), bid, _nonneg(d["B"]), ask, _nonneg(d["A"]),
-                recv_ns,
-            )
-        )
+        bid, ask, bq, aq = float(d["b"]), float(d["a"]), float(d["B"]), float(d["A"])
+        if not (0.0 < bid < ask < _INF):
+            raise InvalidMessage("crossed" if 0.0 < ask <= bid < _INF else "nonpositive_or_nan")
+        if not (0.0 <= bq < _INF and 0.0 <= aq < _INF):
+            raise InvalidMessage("negative_or_nan")
+        self._sink(d["s"]).on_book_ticker(int(d["u"]), int(d.get("T") or d["E"]), bid, bq, ask, aq, recv_ns)
 
     def _mark_price(self, d: dict[str, Any], recv_ns: int, _: str | None) -> None:
         idx = d.get("i")
         rate = _opt_float(d.get("r"))
         nft = d.get("T")
-        self.sink.on_event(
+        self._sink(d["s"]).on_event(
             MarkPrice(
                 d["s"],
                 int(d["E"]),
@@ -230,7 +248,7 @@ class BinanceParser:
         side = o["S"]
         if side not in ("BUY", "SELL"):
             raise InvalidMessage("bad_side")
-        self.sink.on_event(
+        self._sink(o["s"]).on_event(
             ForceOrder(
                 o["s"], int(o["T"]), side, _pos(o["p"]), _nonneg(o["ap"]), _pos(o["q"]), _nonneg(o["z"]),
                 recv_ns,
@@ -242,7 +260,7 @@ class BinanceParser:
         o, h, low, c = _pos(k["o"]), _pos(k["h"]), _pos(k["l"]), _pos(k["c"])
         if not (low <= min(o, c) and h >= max(o, c)):
             raise InvalidMessage("inconsistent_ohlc")
-        self.sink.on_event(
+        self._sink(k.get("s") or d["s"]).on_event(
             Kline(
                 k.get("s") or d["s"], k["i"], int(k["t"]), int(k["T"]), o, h, low, c,
                 _nonneg(k["v"]), _nonneg(k["q"]), int(k["n"]), _nonneg(k["V"]), bool(k["x"]), recv_ns,

@@ -66,25 +66,21 @@ class MarketState:
             s = self.symbols[symbol] = SymbolFeatures(symbol, self.config, rejects=self.rejects)
         return s
 
-    def on_trade(
-        self, symbol: str, ts_ms: int, price: float, qty: float, is_buyer_maker: bool, trade_id: int,
-        id_kind: str, recv_ns: int,
-    ) -> None:
-        s = self.symbols.get(symbol)
-        if s is None:
-            s = self.get(symbol)
-        s.on_trade(symbol, ts_ms, price, qty, is_buyer_maker, trade_id, id_kind, recv_ns)
+    def route(self, symbol: str) -> SymbolFeatures:
+        """The parser's router: each symbol's data goes straight to its ``SymbolFeatures``."""
+        return self.get(symbol)
 
     def on_event(self, event: Event) -> None:
         self.get(event.symbol).on_event(event)
 
     def apply(self, payload: RawJson | TradeBatch | Event) -> None:
         """Apply one reader payload."""
-        if isinstance(payload, RawJson):
-            if payload.obj is None:
+        if isinstance(payload, tuple):
+            obj, recv_ns, hint = payload
+            if obj is None:
                 self.rejects["malformed_json"] += 1
             else:
-                self.parser.feed_obj(payload.obj, payload.recv_ns, payload.symbol_hint)
+                self.parser.feed_obj(obj, recv_ns, hint)
         elif isinstance(payload, TradeBatch):
             self.other_events["trade_batch_rows"] += len(payload)
             self.get(payload.symbol).add_trades(payload)
@@ -94,10 +90,15 @@ class MarketState:
 
 
 def merge_records(sources: Iterable[Iterator[Record]]) -> Iterator[Record]:
-    """Merge per-file record streams by their exchange-time sort key (stable per file)."""
-    tagged = (((k, i, s, p) for k, s, p in src) for i, src in enumerate(sources))
-    for k, _, s, p in heapq.merge(*tagged, key=lambda r: (r[0], r[1], r[2])):
-        yield k, s, p
+    """Merge per-file record streams by their exchange-time sort key (stable per file).
+
+    A single source is returned as it is: no merge layer on the per-line hot path.
+    """
+    srcs = list(sources)
+    if len(srcs) == 1:
+        return srcs[0]
+    tagged = (((k, i, s, p) for k, s, p in src) for i, src in enumerate(srcs))
+    return ((k, s, p) for k, _, s, p in heapq.merge(*tagged, key=lambda r: (r[0], r[1], r[2])))
 
 
 class ReplayEngine:
@@ -123,6 +124,7 @@ class ReplayEngine:
         nxt: int | None = None
         last_key: int | None = None
         state = self.state
+        parser, rejects = state.parser, state.rejects
         for key, _, payload in merge_records(sources):
             if key > 0:
                 if nxt is None:
@@ -138,7 +140,14 @@ class ReplayEngine:
                             self._emit(nxt)
                             nxt += every
                 last_key = key
-            state.apply(payload)
+            if type(payload) is tuple:  # a recorded JSON line: the hot path, inlined
+                obj, recv_ns, hint = payload
+                if obj is None:
+                    rejects["malformed_json"] += 1
+                else:
+                    parser.feed_obj(obj, recv_ns, hint)
+            else:
+                state.apply(payload)
         if nxt is not None and last_key is not None:
             self._emit(nxt)  # the interval that contains the last event
         return self._finish(last_key)

@@ -10,8 +10,9 @@ Supported inputs (format detected from the name and the first line):
 
 A ``Record`` is ``(sort_ms, seq, payload)`` where ``sort_ms`` is the running maximum of the
 exchange time within the file (so in-file order is kept while files merge in exchange-time
-order) and the payload is a decoded JSON value with its receive time and symbol hint, a typed
-event, or a ``TradeBatch`` that never crosses a multiple of ``align_ms``.
+order) and the payload is a ``RawJson`` tuple ``(decoded JSON, receive ns, symbol hint)`` — a
+plain tuple because it is created once per recorded line — a typed event, or a ``TradeBatch``
+that never crosses a multiple of ``align_ms``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ import io
 import itertools
 import re
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -35,15 +35,7 @@ from arbray.marketdata.events import BookTicker, Event, Kline, TradeBatch
 _SYMBOL_RE = re.compile(r"([A-Za-z0-9]+?USDT|[A-Za-z0-9]+?USDC|[A-Za-z0-9]+?BUSD)", re.I)
 
 
-@dataclass(frozen=True, slots=True)
-class RawJson:
-    """A decoded JSON message with its local receive time (ns) and a symbol hint."""
-
-    obj: Any
-    recv_ns: int
-    symbol_hint: str | None
-
-
+RawJson = tuple[Any, int, str | None]  # (decoded JSON or None if undecodable, recv ns, symbol hint)
 Payload = RawJson | TradeBatch | Event
 Record = tuple[int, int, Payload]
 
@@ -107,20 +99,38 @@ class _Clock:
 
 
 def read_hftbacktest(path: Path, symbol: str | None = None) -> Iterator[Record]:
-    """hftbacktest collector lines. Undecodable lines are yielded as ``RawJson(None, ...)``."""
-    sym = symbol or symbol_from_name(path)
-    clock = _Clock()
+    """hftbacktest collector file (gzip or plain); see ``iter_hftbacktest_lines``."""
     with _open_bytes(path) as fh:
-        for seq, line in enumerate(fh):
-            ts_raw, _, js = line.partition(b" ")
-            try:
-                recv = int(ts_raw)
-                obj = orjson.loads(js)
-            except (ValueError, orjson.JSONDecodeError):
-                yield clock.ms, seq, RawJson(None, 0, sym)
-                continue
-            recv_ns = recv * 1000 if recv < 10**17 else recv  # µs (2023 files) or ns
-            yield clock.see(_exchange_ms(obj)), seq, RawJson(obj, recv_ns, sym)
+        yield from iter_hftbacktest_lines(fh, symbol or symbol_from_name(path))
+
+
+def iter_hftbacktest_lines(lines: Iterable[bytes], symbol: str | None) -> Iterator[Record]:
+    """``<local_ts> <json>`` lines; an undecodable line is yielded with ``None`` as its JSON.
+
+    The hot loop of every replay: the exchange-time key is extracted inline (see ``_exchange_ms``).
+    """
+    loads, event_time_only = orjson.loads, _EVENT_TIME_ONLY
+    clock = 0
+    for seq, line in enumerate(lines):
+        ts_raw, _, js = line.partition(b" ")
+        try:
+            recv = int(ts_raw)
+            obj = loads(js)
+        except (ValueError, orjson.JSONDecodeError):
+            yield clock, seq, (None, 0, symbol)
+            continue
+        if recv < 10**17:
+            recv *= 1000  # µs (2023 files) → ns
+        d = obj.get("data", obj) if type(obj) is dict else None
+        if type(d) is dict:
+            t = d.get("E") if d.get("e") in event_time_only else (d.get("T") or d.get("E"))
+            if type(t) is int and t > clock:
+                clock = t
+        elif d is not None:
+            t = _exchange_ms(obj)
+            if t is not None and t > clock:
+                clock = t
+        yield clock, seq, (obj, recv, symbol)
 
 
 _CF_WS = re.compile(r"^(\d+\.\d+): (.*)$", re.S)
@@ -143,7 +153,7 @@ def read_cryptofeed(path: Path) -> Iterator[Record]:
                 try:
                     rec = orjson.loads(line)
                 except orjson.JSONDecodeError:
-                    yield clock.ms, seq, RawJson(None, 0, None)
+                    yield clock.ms, seq, (None, 0, None)
                     continue
                 if rec.get("t") not in ("recv", "ws", "http") or not isinstance(rec.get("data"), str):
                     continue  # header, connect and other control records
@@ -162,9 +172,9 @@ def read_cryptofeed(path: Path) -> Iterator[Record]:
             try:
                 obj = orjson.loads(body)
             except orjson.JSONDecodeError:
-                yield clock.ms, seq, RawJson(None, 0, hint)
+                yield clock.ms, seq, (None, 0, hint)
                 continue
-            yield clock.see(_exchange_ms(obj)), seq, RawJson(obj, int(ts_s * 1e9), hint)
+            yield clock.see(_exchange_ms(obj)), seq, (obj, int(ts_s * 1e9), hint)
 
 
 def _trade_chunks(

@@ -3,8 +3,9 @@
 Every kind's config derives from ``StrategyConfig``: frozen, ``extra="forbid"``, exportable as
 JSON Schema, and identified by ``config_hash`` (sha256 of the canonical JSON of the model dump,
 sorted keys, so it is the same in every process and for any key order of the input).
-Cross-field rules are declared per class in ``_rule_violations`` and reported together, each
-naming every field it involves, once the fields are individually valid.
+Cross-field rules are declared per class in ``_rule_violations``; a ``ValidationError`` lists every
+field error and every broken rule (each rule naming all the fields it involves), except rules
+that involve a field which is itself invalid.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ StrategyId = Annotated[
 DEFAULT_SYMBOLS: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "XRPUSDT", "SOLUSDT")
 
 # CVD windows. The predecessor capped every slow window at its 4h deque (digest §3.2); here a
-# window is either a snapshot field or computed by the caller over the exact span (``extra_cvd``).
+# window is either a snapshot field or computed by the caller over the exact span (``Extras``).
 WINDOW_MINUTES: dict[str, int] = {
     "5m": 5, "15m": 15, "30m": 30, "1h": 60, "4h": 240, "8h": 480, "12h": 720, "24h": 1440,
 }
@@ -108,12 +109,16 @@ class FrozenModel(BaseModel):
         except ValidationError as exc:
             errors = exc.errors()
             failed = {e["loc"][0] for e in errors if e["loc"]}
-            if not isinstance(data, Mapping) or all(e["type"] == "cross_field" for e in errors):
+            own_rules_only = all(e["type"] == "cross_field" and len(e["loc"]) == 1 for e in errors)
+            if not isinstance(data, Mapping) or own_rules_only:
+                raise
+            reduced = {k: v for k, v in data.items() if k not in failed}
+            if len(reduced) == len(data):
                 raise
             try:
-                cls.model_validate({k: v for k, v in data.items() if k not in failed})
+                cls.model_validate(reduced)
             except ValidationError as partial_exc:
-                rules = [e for e in partial_exc.errors() if e["type"] == "cross_field"]
+                rules = [e for e in partial_exc.errors() if e["type"] == "cross_field" and len(e["loc"]) == 1]
                 if len(rules) < len(partial_exc.errors()):
                     raise exc from None
                 broken = [e for e in rules if not failed & set(e["ctx"]["fields"])]

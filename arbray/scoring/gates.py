@@ -32,7 +32,9 @@ class GateThresholds(FrozenModel):
 
     vol_atr_pct_min: float = Field(0.002, ge=0, le=0.02, description="block if ATR(5m)/price is below")
     whale_mode: WhaleMode = Field(
-        "large_order", description="flow: veto on adverse whale flow ratio; large_order: on adverse P99 trades"
+        "large_order",
+        description="flow: veto on the snapshot's whale_flow_15m (trades >= the symbol's whale size in "
+        "arbray.symbols); large_order: veto on adverse P99 trades worth >= whale_usd_threshold",
     )
     whale_usd_threshold: float = Field(50_000, ge=0, le=1_000_000, description="large_order: USD size that counts")
     whale_flow_pct: float = Field(0.5, ge=0, le=1, description="flow: veto if the flow ratio is this adverse")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -33,8 +34,7 @@ def side_name(side: int) -> Side | None:
     return "LONG" if side > 0 else "SHORT" if side < 0 else None
 
 
-@dataclass(frozen=True, slots=True)
-class LayerScore:
+class LayerScore(NamedTuple):
     """One scoring layer: raw points on the kind's own scale and the weighted contribution."""
 
     name: str
@@ -47,8 +47,7 @@ class LayerScore:
         return {"name": self.name, "raw": self.raw, "raw_max": self.raw_max, "score": self.score, "max": self.max}
 
 
-@dataclass(frozen=True, slots=True)
-class GateResult:
+class GateResult(NamedTuple):
     """One gate: passed, blocked (with its reason), disabled, or not run after an earlier block."""
 
     name: str
@@ -80,6 +79,7 @@ class ScoreResult:
     is_flip_signal: bool
     missing: tuple[str, ...]
     inputs: Mapping[str, float | None]
+    """Raw inputs read (read-only; results of one batch may share it)."""
 
     @property
     def gate_passed(self) -> bool:
@@ -201,13 +201,22 @@ class ScoreBatch:
         gst, tier = self.gate_status.tolist(), self.tier.tolist()
         entry, flip = self.is_entry.tolist(), self.is_flip_signal.tolist()
         lnames, gnames = self.layer_names, self.gate_names
+        gate_cache: dict[tuple[tuple[int, ...], str | None], tuple[GateResult, ...]] = {}
+        input_views: dict[int, Mapping[str, float | None]] = {}
         out: list[ScoreResult] = []
         for i in idx:
+            inp = self.inputs[i]
+            view = input_views.get(id(inp))
+            if view is None:
+                view = input_views[id(inp)] = MappingProxyType(dict(inp))
             reason = self.block_reason[i]
-            gates = []
-            for g, name in enumerate(gnames):
-                st = GATE_STATUSES[gst[i][g]]
-                gates.append(GateResult(name, st, reason if st == "blocked" else None))
+            key = (tuple(gst[i]), reason)
+            gates = gate_cache.get(key)
+            if gates is None:
+                gates = gate_cache[key] = tuple(
+                    GateResult(name, GATE_STATUSES[code], reason if code == BLOCKED else None)
+                    for name, code in zip(gnames, key[0], strict=True)
+                )
             out.append(ScoreResult(
                 strategy_id=self.strategy_ids[i],
                 kind=self.kind,
@@ -218,14 +227,13 @@ class ScoreBatch:
                 side=side_name(side[i]),
                 side_allowed=allowed[i],
                 total=total[i],
-                layers=tuple(LayerScore(n, raw[i][k], raw_max[i][k], score[i][k], lmax[i][k])
-                             for k, n in enumerate(lnames)),
-                gates=tuple(gates),
+                layers=tuple(map(LayerScore, lnames, raw[i], raw_max[i], score[i], lmax[i])),
+                gates=gates,
                 block_reason=reason,
-                tier=cast(Tier | None, TIERS[tier[i]]),
+                tier=TIERS[tier[i]],
                 is_entry=entry[i],
                 is_flip_signal=flip[i],
                 missing=self.missing[i],
-                inputs=dict(self.inputs[i]),
+                inputs=view,
             ))
         return out

@@ -10,7 +10,7 @@ from typing import Any
 from arbray.marketdata.events import BookTicker, DepthSnapshot, DepthUpdate, Event
 from arbray.marketdata.orderbook import LocalOrderBook
 from arbray.marketdata.parser import BinanceParser
-from arbray.replay.readers import RawJson, read_hftbacktest
+from arbray.replay.readers import read_hftbacktest
 
 
 @dataclass
@@ -35,6 +35,12 @@ class _Sink:
 
     def on_trade(self, *args: Any) -> None:
         pass
+
+    def route(self, symbol: str) -> _Sink:
+        return self
+
+    def on_book_ticker(self, *args: Any) -> None:
+        self._compare(BookTicker(self.book.symbol, *args))
 
     def on_event(self, ev: Event) -> None:
         if isinstance(ev, DepthUpdate):
@@ -77,8 +83,8 @@ def check_session(files: list[Path]) -> Agreement:
     first_ids: list[int] = []
     for f in files:
         for _, _, p in read_hftbacktest(f):
-            assert isinstance(p, RawJson)
-            d = p.obj.get("data") if isinstance(p.obj, dict) else None
+            obj = p[0]  # type: ignore[index]
+            d = obj.get("data") if isinstance(obj, dict) else None
             if isinstance(d, dict) and d.get("e") == "depthUpdate":
                 depth_t.append(d["T"])
                 first_ids.append(d["U"])
@@ -88,8 +94,8 @@ def check_session(files: list[Path]) -> Agreement:
     parser = BinanceParser(sink)
     for f in files:
         for _, _, p in read_hftbacktest(f):
-            assert isinstance(p, RawJson)
-            parser.feed_obj(p.obj, p.recv_ns, p.symbol_hint)
+            obj, recv_ns, hint = p  # type: ignore[misc]
+            parser.feed_obj(obj, recv_ns, hint)
     assert not parser.rejects, parser.rejects
     sink.res.resyncs = sink.book.resyncs
     return sink.res

@@ -48,7 +48,7 @@ def sessions(draw: st.DrawFn) -> tuple[list[T], list[int]]:
 def feed(sf: SymbolFeatures, trades: list[T], raw: bool, first_id: int) -> None:
     for i, x in enumerate(trades, start=first_id):
         if raw:
-            sf.on_trade("BTCUSDT", x.ts, float(x.price), float(x.qty), x.sell, i, "agg", 0)
+            sf.on_trade(x.ts, float(x.price), float(x.qty), x.sell, i, "agg", 0)
         else:
             sf.add_trades(TradeBatch.from_columns("BTCUSDT", [x.ts], [float(x.price)], [float(x.qty)], [x.sell], [i]))
 
@@ -100,12 +100,12 @@ def test_large_trades_counted_per_trade_not_per_millisecond() -> None:
 def test_duplicate_and_out_of_order_trade_ids_are_rejected_and_gaps_recorded() -> None:
     sf = SymbolFeatures("BTCUSDT")
     for tid in (1, 2, 2, 5, 4, 6):
-        sf.on_trade("BTCUSDT", 1000 + tid, 100.0, 1.0, False, tid, "agg", 0)
+        sf.on_trade(1000 + tid, 100.0, 1.0, False, tid, "agg", 0)
     sf.flush()
     assert sf.rejects["trade:duplicate_or_out_of_order_id"] == 2
     assert list(sf.id_gaps) == [(3, 4)] and sf.stats["trade_id_gaps"] == 1
     assert len(sf.tape) == 4
-    sf.on_trade("BTCUSDT", 2000, 100.0, 1.0, False, 7, "trade", 0)
+    sf.on_trade(2000, 100.0, 1.0, False, 7, "trade", 0)
     assert sf.rejects["trade:second_trade_stream:trade"] == 1
 
 

@@ -106,3 +106,51 @@ def test_matches_brute_force_model(updates: list[tuple[list[Level], list[Level]]
         tb, ta = b.top(3)
         assert tb == [(p, model_b[p]) for p in sorted(model_b, reverse=True)[:3]]
         assert ta == [(p, model_a[p]) for p in sorted(model_a)[:3]]
+
+
+def test_lazy_levels_with_bad_values_break_the_book_and_are_counted() -> None:
+    """Strings that pass the parser's charset check but are not numbers resync the book when read."""
+    b = LocalOrderBook("X")
+    b.apply_snapshot(snap(1, [(9.0, 5.0)], [(12.0, 1.0)]))
+    b.apply_diff(diff(1, 2, 0, [("9.5", "1.0")]))
+    b.apply_diff(diff(3, 4, 2, [("1.2.3", "1.0")]))
+    assert b.best_bid() is None and b.state is BookState.RESYNCING
+    assert b.rejects["depthUpdate:bad_level"] == 1 and b.resyncs == 1
+    b2 = LocalOrderBook("X")
+    b2.apply_snapshot(snap(1, [(9.0, 5.0)], [(12.0, 1.0)]))
+    b2.apply_diff(diff(1, 2, 0, [("0.0", "1.0")]))  # zero price
+    assert b2.best_ask() is None and b2.rejects["depthUpdate:bad_level"] == 1
+
+
+def test_two_spellings_of_one_price_resync_instead_of_guessing() -> None:
+    """"9.5" and "9.50" pending together: which write came last is unknowable → resync, counted."""
+    b = LocalOrderBook("X")
+    b.apply_snapshot(snap(1, [(9.0, 5.0)], [(12.0, 1.0)]))
+    b.apply_diff(diff(1, 2, 0, [("9.5", "1.0")]))
+    assert b.best_bid() == (9.5, 1.0)
+    b.apply_diff(diff(3, 4, 2, [("9.50", "0")]))  # read in between: unambiguous
+    assert b.best_bid() == (9.0, 5.0)
+    b.apply_diff(diff(5, 6, 4, [("9.5", "2.0")]))
+    b.apply_diff(diff(7, 8, 6, [("9.50", "0")]))
+    assert b.best_bid() is None and b.state is BookState.RESYNCING
+    assert b.rejects["depthUpdate:ambiguous_price"] == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(levels, levels), min_size=1, max_size=30), st.lists(st.integers(0, 30), max_size=6))
+def test_lazy_reads_at_any_point_equal_eager_model(updates: list[tuple[list[Level], list[Level]]],
+                                                   reads: list[int]) -> None:
+    """Materialising at arbitrary points (or never until the end) gives the same book."""
+    lazy, eager = LocalOrderBook("X"), LocalOrderBook("X", max_pending=1)
+    for book in (lazy, eager):
+        book.apply_snapshot(snap(1, [(20.0, 1.0)], [(21.0, 1.0)]))
+    prev_u = 0
+    for k, (bids, asks) in enumerate(updates):
+        sb = [(f"{p:.1f}", f"{q}") for p, q in bids]
+        sa = [(f"{p:.2f}", f"{q}") for p, q in asks]
+        for book in (lazy, eager):
+            book.apply_diff(diff(1 if k == 0 else prev_u + 1, prev_u + 2, prev_u, sb, sa))
+        prev_u += 2
+        if k in reads:
+            assert lazy.top(50) == eager.top(50)
+    assert lazy.top(50) == eager.top(50) and lazy.synced

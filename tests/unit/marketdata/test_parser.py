@@ -24,15 +24,28 @@ pytestmark = pytest.mark.unit
 
 
 class Sink:
+    """Router and per-symbol sinks in one: records everything in arrival order."""
+
     def __init__(self) -> None:
         self.trades: list[tuple[Any, ...]] = []
         self.events: list[Event] = []
 
+    def route(self, symbol: str) -> SymSink:
+        return SymSink(self, symbol)
+
+
+class SymSink:
+    def __init__(self, parent: Sink, symbol: str) -> None:
+        self.parent, self.symbol = parent, symbol
+
     def on_trade(self, *args: Any) -> None:
-        self.trades.append(args)
+        self.parent.trades.append((self.symbol, *args))
+
+    def on_book_ticker(self, *args: Any) -> None:
+        self.parent.events.append(BookTicker(self.symbol, *args))
 
     def on_event(self, event: Event) -> None:
-        self.events.append(event)
+        self.parent.events.append(event)
 
 
 def make() -> tuple[BinanceParser, Sink]:
@@ -72,7 +85,7 @@ def test_every_kind_parses_raw_and_combined() -> None:
         depth = sink.events[0]
         assert isinstance(depth, DepthUpdate)
         assert (depth.first_id, depth.final_id, depth.prev_final_id) == (10, 12, 9)
-        assert depth.bids == [(100.0, 1.5), (99.9, 0.0)] and depth.recv_ns == 99
+        assert depth.bids == [["100.0", "1.5"], ["99.9", "0"]] and depth.recv_ns == 99  # converted by the book
         force = sink.events[3]
         assert isinstance(force, ForceOrder) and force.usd == pytest.approx(0.5 * 99.5)
         assert p.events["aggTrade"] == 1 and p.events["depthSnapshot"] == 1
@@ -98,6 +111,10 @@ def test_array_payload() -> None:
         (orjson.dumps({**TRADE, "p": "abc"}), "trade:bad_value"),
         (orjson.dumps({**DEPTH, "b": [["100", "-1"]]}), "depthUpdate:bad_level"),
         (orjson.dumps({**DEPTH, "b": [["nan", "1"]]}), "depthUpdate:bad_level"),
+        (orjson.dumps({**DEPTH, "a": [["1e5", "1"]]}), "depthUpdate:bad_level"),
+        (orjson.dumps({**DEPTH, "a": [["100", "1", "2"]]}), "depthUpdate:bad_level"),
+        (orjson.dumps({**DEPTH, "a": "100"}), "depthUpdate:bad_level"),
+        (orjson.dumps({**DEPTH, "b": [[100.5, "1"]]}), "depthUpdate:bad_value"),
         (orjson.dumps({**DEPTH, "U": 20}), "depthUpdate:bad_id_range"),
         (orjson.dumps({**BOOK, "b": "200"}), "bookTicker:crossed"),
         (orjson.dumps({**MARK, "p": "0"}), "markPriceUpdate:nonpositive_or_nan"),
