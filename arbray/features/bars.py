@@ -108,6 +108,14 @@ class BarSeries:
         n = int(ts.shape[0])
         if n == 0:
             return
+        first_bar = int(ts[0]) - int(ts[0]) % self.period_ms
+        if first_bar == self._ob_start and int(ts[-1]) < first_bar + self.period_ms:
+            # the common live/backtest case: the whole batch falls inside the open bar
+            self._h = max(self._h, float(price.max()))
+            self._l = min(self._l, float(price.min()))
+            self._c = float(price[-1])
+            self._v += float(qty.sum())
+            return
         bar_id = ts - ts % self.period_ms
         cuts = np.flatnonzero(bar_id[1:] != bar_id[:-1]) + 1
         starts = np.concatenate(([0], cuts))

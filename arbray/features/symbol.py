@@ -76,7 +76,7 @@ class SymbolFeatures:
         self.spec = spec or spec_for(symbol)
         self.rejects = rejects if rejects is not None else RejectCounter()
         self.stats: Counter[str] = Counter()
-        self.tape = TradeTape(self.spec.price_decimals, self.spec.qty_decimals)
+        self.tape = TradeTape(self.spec.price_decimals, self.spec.qty_decimals, whale_usd=self.spec.whale_usd)
         self.bars_5m = BarSeries(5 * MINUTE_MS, self.cfg.atr_length, self.cfg.atr_percentile_history,
                                  self.cfg.max_gap_bars)
         self.bars_1h = BarSeries(HOUR_MS, self.cfg.atr_length, self.cfg.atr_percentile_history,
@@ -172,7 +172,13 @@ class SymbolFeatures:
     ) -> None:
         if ts.shape[0] == 0:
             return
-        if tid[0] >= 0:
+        m = int(tid.shape[0])
+        last = self._last_id
+        if tid[0] >= 0 and (last < 0 or tid[0] == last + 1) and tid[-1] - tid[0] == m - 1 and (
+            m == 1 or bool(np.all(tid[1:] > tid[:-1]))
+        ):
+            self._last_id = int(tid[-1])  # contiguous and increasing: the normal case
+        elif tid[0] >= 0:
             # Reject duplicate / out-of-order ids; record gaps for REST gap fill.
             prev = np.maximum.accumulate(np.concatenate(([self._last_id], tid[:-1])))
             keep = tid > prev
@@ -302,21 +308,25 @@ class SymbolFeatures:
             j = tape.index(t)
             last_ts = int(tape.ts[j - 1])
             price = float(tape.price[j - 1])
-            for name, minutes in CVD_WINDOWS:
-                b, s, bn, sn, _ = tape.sums(t - minutes * MINUTE_MS, t)
-                cvd[name] = (b - s) / lot_scale
-                cvd_usd[name] = (bn - sn) / not_scale
-            b, s, bn, sn, _ = tape.sums(t - 30 * MINUTE_MS, t)
-            vwap = (bn + sn) / (b + s) * lot_scale / not_scale if b + s else None
-            b, s, _, _, count1 = tape.sums(t - MINUTE_MS, t)
-            buy1, sell1 = b / lot_scale, s / lot_scale
-            _, _, bn, sn, _ = tape.sums(t - DAY_MS, t)
-            vol24 = (bn + sn) / not_scale
+            # Every window in one vectorised query: the six CVD windows (24h doubles as volume),
+            # 1m volumes, and the 30m CVD one and two slope steps back.
+            step, w30 = cfg.slope_step_ms, 30 * MINUTE_MS
+            ends = np.array([t] * 7 + [t - step, t - 2 * step], np.int64)
+            starts = ends - np.array([m * MINUTE_MS for _, m in CVD_WINDOWS] + [MINUTE_MS, w30, w30], np.int64)
+            lots, signed, notional, signed_not, counts = tape.range_sums(starts, ends)
+            cvd_coin = (signed / lot_scale).tolist()
+            cvd_quote = (signed_not / not_scale).tolist()
+            for k, (name, _) in enumerate(CVD_WINDOWS):
+                cvd[name], cvd_usd[name] = cvd_coin[k], cvd_quote[k]
+            vol30, not30 = int(lots[2]), int(notional[2])
+            vwap = not30 / vol30 * lot_scale / not_scale if vol30 else None
+            buy1 = (int(lots[6]) + int(signed[6])) // 2 / lot_scale
+            sell1 = (int(lots[6]) - int(signed[6])) // 2 / lot_scale
+            count1 = int(counts[6])
+            vol24 = int(notional[5]) / not_scale
             # slope/accel per minute from the tape at fixed steps (predecessor: per call)
-            step = cfg.slope_step_ms
             if tape.first_ts is not None and tape.first_ts <= t - 2 * step:
-                w = 30 * MINUTE_MS
-                c0, c1, c2 = (tape.cvd(t - k * step - w, t - k * step) for k in (0, 1, 2))
+                c0, c1, c2 = cvd_coin[2], cvd_coin[7], cvd_coin[8]
                 per = MINUTE_MS / step
                 slope = (c0 - c1) * per
                 accel = (c0 - 2 * c1 + c2) * per * per
@@ -326,21 +336,16 @@ class SymbolFeatures:
             floor99 = self.spec.p99_floor_usd / price
             large_qty = max(p99, floor99) if p99 is not None else None
             if large_qty is not None:
+                # the threshold moves with P99 and price, so this stays a scan (two passes)
                 i, jj = tape.span(t - cfg.large_trade_window_ms, t)
-                q, sl = tape.qty[i:jj], tape.sell[i:jj]
-                m = q >= large_qty
-                large_n = int(np.count_nonzero(m))
-                large_sell = float(q[m & sl].sum())
-                large_buy = float(q[m & ~sl].sum())
-            i, jj = tape.span(t - cfg.whale_window_ms, t)
-            usd = tape.price[i:jj] * tape.qty[i:jj]
-            wm = usd >= self.spec.whale_usd
-            whale_n = int(np.count_nonzero(wm))
+                big = i + np.flatnonzero(tape.qty[i:jj] >= large_qty)
+                q, sl = tape.qty[big], tape.sell[big]
+                large_n = int(big.shape[0])
+                large_sell = float(q[sl].sum())
+                large_buy = float(q.sum()) - large_sell
+            whale_not, whale_signed, whale_n = tape.whale_sums(t - cfg.whale_window_ms, t)
             if whale_n:
-                ws = tape.sell[i:jj][wm]
-                wu = usd[wm]
-                wb, wsl = float(wu[~ws].sum()), float(wu[ws].sum())
-                whale = (wb - wsl) / (wb + wsl)
+                whale = whale_signed / whale_not  # (buy − sell) / (buy + sell) in USD, exact
             if last_ts < t - cfg.stale_trade_ms:
                 quality.append("stale_trades")
             if tape.first_ts is not None and tape.first_ts > t - DAY_MS:
