@@ -264,6 +264,23 @@ class LocalOrderBook:
         ask_prices = heapq.nsmallest(n, self._asks)
         return [(p, self._bids[p]) for p in bid_prices], [(p, self._asks[p]) for p in ask_prices]
 
+    def spread(self) -> float | None:
+        """Best ask − best bid (None if a side is empty)."""
+        bb, ba = self.best_bid(), self.best_ask()
+        return None if bb is None or ba is None else ba[0] - bb[0]
+
+    def microprice(self) -> float | None:
+        """Size-weighted mid: (bid × ask qty + ask × bid qty) / (bid qty + ask qty)."""
+        bb, ba = self.best_bid(), self.best_ask()
+        if bb is None or ba is None:
+            return None
+        return (bb[0] * ba[1] + ba[0] * bb[1]) / (bb[1] + ba[1])
+
+    def depth(self, n: int) -> tuple[float, float]:
+        """Total bid and ask quantity over the top ``n`` levels."""
+        bids, asks = self.top(n)
+        return sum(q for _, q in bids), sum(q for _, q in asks)
+
     def imbalance(self, n: int) -> float | None:
         """(bid qty − ask qty) / (bid qty + ask qty) over the top ``n`` levels, in [-1, 1]."""
         bids, asks = self.top(n)

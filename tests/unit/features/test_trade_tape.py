@@ -90,3 +90,24 @@ def test_sliding_quantile_equals_sorting(batches: list[list[int]], data: st.Data
             assert q.quantiles((p,)) == [expected]
     with pytest.raises(ValueError):
         q.remove(np.array([10**9], np.int64))
+
+
+def test_a_day_of_trades_has_no_drift() -> None:
+    """2 M trades over 24 h: window sums equal exact integer sums to the last unit."""
+    rng = np.random.default_rng(7)
+    n = 2_000_000
+    ts = np.sort(rng.integers(0, 86_400_000, n)).astype(np.int64)
+    ticks = 600_000 + rng.integers(-5000, 5000, n)  # price in 0.1 USD ticks
+    lots = rng.integers(1, 5000, n)  # qty in 0.001 BTC lots
+    sell = rng.random(n) < 0.5
+    tape = TradeTape(price_decimals=1, qty_decimals=3)
+    for a in range(0, n, 100_000):
+        sl = slice(a, a + 100_000)
+        ids = np.arange(a, a + 100_000)
+        tape.append(ts[sl], ticks[sl] / 10, lots[sl] / 1000, sell[sl], ids, np.zeros(100_000, np.int64))
+    signed = np.where(sell, -lots, lots)
+    for t0 in (0, 43_200_000, 86_000_000):
+        m = ts >= t0
+        b, s, bn, sn, cnt = tape.sums(t0, 86_400_001)
+        assert b - s == int(signed[m].sum()) and cnt == int(m.sum())
+        assert bn - sn == int((signed * ticks)[m].sum())

@@ -154,3 +154,13 @@ def test_lazy_reads_at_any_point_equal_eager_model(updates: list[tuple[list[Leve
         if k in reads:
             assert lazy.top(50) == eager.top(50)
     assert lazy.top(50) == eager.top(50) and lazy.synced
+
+
+def test_spread_microprice_depth() -> None:
+    b = LocalOrderBook("X")
+    assert b.spread() is None and b.microprice() is None
+    b.apply_snapshot(snap(1, [(9.0, 3.0), (8.0, 1.0)], [(10.0, 1.0), (11.0, 4.0)]))
+    b.apply_diff(diff(1, 2, 0))
+    assert b.spread() == 1.0
+    assert b.microprice() == pytest.approx((9.0 * 1.0 + 10.0 * 3.0) / 4.0)
+    assert b.depth(1) == (3.0, 1.0) and b.depth(10) == (4.0, 5.0)
