@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import re
+import sqlite3
 import sys
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import IO
 
+import asyncpg  # type: ignore[import-untyped]
 import orjson
 
 from arbray.features.snapshot import FeatureSnapshot
@@ -99,9 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--every", type=parse_interval, default=15_000)
     d.add_argument("--out", default="features.jsonl")
     d.set_defaults(func=_cmd_demo)
+    from arbray.cli_storage import register as register_storage
     from arbray.cli_strategies import register as register_strategies
 
     register_strategies(sub)
+    register_storage(sub)
     return parser
 
 
@@ -112,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"arbray: error: {exc}", file=sys.stderr)
         return 2
+    except (sqlite3.Error, asyncpg.PostgresError, OSError) as exc:  # database unreachable, unmigrated, …
+        print(f"arbray: database error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early
         sys.stderr.close()
         return 0

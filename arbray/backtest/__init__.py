@@ -1,0 +1,1 @@
+"""The deterministic backtest engine, statistics and reports (Ray-free; sweeps live in arbray.actors)."""

@@ -1,0 +1,1 @@
+"""Execution core: accounts, positions, the maker/taker state machine, venues and the paper fill model."""

@@ -1,0 +1,1 @@
+"""Risk rules: a declarative table producing ACTIVE / REDUCING / HALTED with reasons."""

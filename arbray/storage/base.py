@@ -1,0 +1,777 @@
+"""The ``Store`` protocol and ``SqlStore``, its implementation over a minimal connection interface.
+
+All SQL is written once with ``?`` placeholders in the subset SQLite 3.35+ and PostgreSQL share
+(``ON CONFLICT``, ``RETURNING``, window functions); a backend supplies connections, transactions,
+placeholder translation and its own fast bulk path. JSON columns travel as text and are decoded on
+read; booleans are normalised to ``bool``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, runtime_checkable
+
+import orjson
+
+from arbray.scoring.result import ScoreResult
+from arbray.storage.config import StoreConfig
+from arbray.storage.records import (
+    LIVE_RUN,
+    AggTrade,
+    Continuity,
+    FillRecord,
+    FundingRate,
+    Kline,
+    Liquidation,
+    OpenInterest,
+    OrderRecord,
+    Page,
+    PositionRecord,
+    RiskEvent,
+    Role,
+    SignalRecord,
+    StrategyRecord,
+    StrategyStatus,
+    TradeRecord,
+    coerce,
+)
+from arbray.storage.schema import LATEST_VERSION, MIGRATIONS_TABLE_DDL, TABLES, Dialect, load_migrations
+
+JSON_COLUMNS = frozenset({"config", "detail", "tags", "layers", "gates", "missing", "inputs", "features"})
+BOOL_COLUMNS = frozenset({"side_allowed", "gate_passed", "is_entry", "is_flip_signal", "reduce_only", "is_maker",
+                          "is_buyer_maker"})
+EXPORT_ORDER: dict[str, str] = {
+    "schema_migrations": "version", "strategies": "strategy_id", "strategy_events": "id", "balance_ledger": "id",
+    "score_events": "id", "signals": "id", "orders": "client_order_id", "order_events": "id",
+    "positions": "position_id", "fills": "fill_id", "trades": "id", "risk_state": "scope", "risk_events": "id",
+    "agg_trades": "symbol, agg_id", "klines": "symbol, interval, open_ms", "funding_rates": "symbol, funding_ms",
+    "open_interest": "symbol, ts_ms", "liquidations": "symbol, ts_ms, side, price, qty",
+    "retention_policy": "table_name", "api_credentials": "id",
+}
+"""A stable order (the primary key) per table, for export paging."""
+
+SCORE_COLUMNS = ("run_id", "strategy", "kind", "version", "config_hash", "symbol", "ts_ms", "side", "side_allowed",
+                 "total", "gate_passed", "block_reason", "tier", "is_entry", "is_flip_signal", "layers", "gates",
+                 "missing", "inputs", "features")
+AGG_COLUMNS = AggTrade._fields
+_STATUS_COLUMN: dict[str, str] = {"paused": "paused_ms", "running": "resumed_ms", "deprecated": "deprecated_ms"}
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+_TABLE_EXISTS: dict[Dialect, str] = {
+    "sqlite": "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = ?",
+    "postgresql": "SELECT COUNT(*) AS n FROM information_schema.tables "
+                  "WHERE table_schema = current_schema() AND table_name = ?",
+}
+
+
+def now_ms() -> int:
+    """Current UTC epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def dumps(value: Any) -> str | None:
+    """JSON text of ``value`` (None stays NULL); tuples become arrays."""
+    return None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def hash_token(token: str) -> str:
+    """sha256 hex of an API token: only this is stored."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def decode_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A fetched row with JSON columns parsed and boolean columns as ``bool``."""
+    out = dict(row)
+    for k, v in out.items():
+        if v is None:
+            continue
+        if k in JSON_COLUMNS and isinstance(v, str):
+            out[k] = orjson.loads(v)
+        elif k in BOOL_COLUMNS:
+            out[k] = bool(v)
+    return out
+
+
+def score_row(event: ScoreResult | Mapping[str, Any], run_id: str,
+              features: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    """The ``score_events`` row of one ``ScoreResult`` (or its ``to_dict()``, optionally with ``features``)."""
+    d = event.to_dict() if isinstance(event, ScoreResult) else event
+    feats = d.get("features", features)
+    return (run_id, d["strategy_id"], d["kind"], d["version"], d["config_hash"], d["symbol"], int(d["ts_ms"]),
+            d["side"], bool(d["side_allowed"]), float(d["total"]), d["block_reason"] is None, d["block_reason"],
+            d["tier"], bool(d["is_entry"]), bool(d["is_flip_signal"]), dumps(list(d["layers"])),
+            dumps(list(d["gates"])), dumps(list(d["missing"])), dumps(dict(d["inputs"])), dumps(feats))
+
+
+class Conn(Protocol):
+    """What ``SqlStore`` needs of a connection; SQL uses ``?`` placeholders."""
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run one statement; return the affected row count."""
+        ...
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for every row."""
+        ...
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run one query; return its rows as dicts."""
+        ...
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The async storage interface of arbray; ``open_store`` returns one for a DSN.
+
+    Every write accepts a record dataclass from ``arbray.storage.records`` or a plain mapping with
+    the same keys; the semantics of each method are documented on ``SqlStore``.
+    """
+
+    dialect: Dialect
+
+    async def migrate(self, target: int | None = None) -> list[int]: ...
+    async def schema_version(self) -> int: ...
+    async def describe_schema(self) -> dict[str, list[str]]: ...
+    async def row_counts(self) -> dict[str, int]: ...
+    async def close(self) -> None: ...
+    async def upsert_strategy(self, rec: StrategyRecord | Mapping[str, Any], ts_ms: int | None = None) -> bool: ...
+    async def set_strategy_status(self, strategy_id: str, status: StrategyStatus, ts_ms: int | None = None,
+                                  reason: str | None = None) -> bool: ...
+    async def mark_strategy_run(self, strategy_id: str, ts_ms: int | None = None) -> None: ...
+    async def get_strategy(self, strategy_id: str) -> dict[str, Any] | None: ...
+    async def strategy_events(self, strategy_id: str) -> list[dict[str, Any]]: ...
+    async def list_strategies(self, status: StrategyStatus | None = None) -> list[dict[str, Any]]: ...
+    async def add_ledger_entry(self, strategy_id: str, kind: str, amount: float, ts_ms: int | None = None,
+                               ref: str | None = None) -> bool: ...
+    async def insert_score_events(self, events: Iterable[ScoreResult | Mapping[str, Any]], run_id: str = LIVE_RUN,
+                                  features: Mapping[str, Any] | None = None) -> int: ...
+    async def insert_signal(self, rec: SignalRecord | Mapping[str, Any]) -> bool: ...
+    async def record_order(self, rec: OrderRecord | Mapping[str, Any]) -> None: ...
+    async def apply_fill(self, fill: FillRecord | Mapping[str, Any],
+                         position: PositionRecord | Mapping[str, Any] | None = None) -> bool: ...
+    async def order_history(self, client_order_id: str) -> list[dict[str, Any]]: ...
+    async def fills(self, client_order_id: str) -> list[dict[str, Any]]: ...
+    async def record_trade(self, rec: TradeRecord | Mapping[str, Any]) -> bool: ...
+    async def set_risk_state(self, scope: str, state: str, ts_ms: int | None = None,
+                             detail: Mapping[str, Any] | None = None) -> None: ...
+    async def risk_state(self) -> dict[str, dict[str, Any]]: ...
+    async def add_risk_event(self, ev: RiskEvent | Mapping[str, Any]) -> None: ...
+    async def insert_agg_trades(self, rows: Sequence[AggTrade | tuple[Any, ...]]) -> None: ...
+    async def insert_klines(self, rows: Sequence[Kline]) -> None: ...
+    async def insert_funding_rates(self, rows: Sequence[FundingRate]) -> None: ...
+    async def insert_open_interest(self, rows: Sequence[OpenInterest]) -> None: ...
+    async def insert_liquidations(self, rows: Sequence[Liquidation]) -> None: ...
+    async def continuity(self, symbol: str | None = None) -> list[Continuity]: ...
+    async def apply_retention(self, ts_ms: int | None = None) -> dict[str, int]: ...
+    async def create_credential(self, name: str, role: Role, ts_ms: int | None = None) -> str: ...
+    async def verify_token(self, token: str, ts_ms: int | None = None) -> Role | None: ...
+    async def revoke_credential(self, name: str, ts_ms: int | None = None) -> bool: ...
+    async def latest_scores(self, strategies: Sequence[str] | None = None,
+                            run_id: str = LIVE_RUN) -> list[dict[str, Any]]: ...
+    async def score_history(self, strategy: str, since_ms: int | None = None, limit: int = 1_000,
+                            run_id: str = LIVE_RUN) -> list[dict[str, Any]]: ...
+    async def signal_history(self, strategy_id: str | None = None, symbol: str | None = None, limit: int = 100,
+                             cursor: str | None = None) -> Page: ...
+    async def open_positions(self, strategy_id: str | None = None) -> list[dict[str, Any]]: ...
+    async def trades(self, strategy_id: str | None = None, symbol: str | None = None, run_id: str | None = None,
+                     since_ms: int | None = None, until_ms: int | None = None, exit_reason: str | None = None,
+                     limit: int = 100, cursor: str | None = None) -> Page: ...
+    async def equity_curve(self, strategy_id: str) -> list[dict[str, Any]]: ...
+    async def strategy_stats(self, strategy_id: str) -> dict[str, Any]: ...
+    async def strategy_cards(self, status: StrategyStatus | None = None) -> list[dict[str, Any]]: ...
+    def export_rows(self, table: str, page_size: int = 5_000) -> AsyncIterator[dict[str, Any]]: ...
+
+
+class SqlStore(ABC):
+    """Every ``Store`` method written once over ``Conn``; subclasses provide the connections."""
+
+    dialect: Dialect
+    config: StoreConfig
+    fault_hook: Callable[[str], None] | None = None
+    """Called with a checkpoint name inside multi-write transactions (``"fill_written"``); tests use it
+    to inject a failure between two writes that must be atomic."""
+
+    @abstractmethod
+    def connection(self) -> AbstractAsyncContextManager[Conn]:
+        """A connection in autocommit mode (each statement is its own transaction)."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Conn]:
+        """A connection inside a transaction: committed on exit, rolled back on an exception."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release the connection(s)."""
+
+    @abstractmethod
+    async def describe_schema(self) -> dict[str, list[str]]:
+        """Normalised description of every table (columns with type, nullability, default) and index."""
+
+    @abstractmethod
+    async def _lock_migrations(self, c: Conn) -> None:
+        """Serialise migrations across processes for the rest of the current transaction."""
+
+    async def _bulk_insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                           conflict: str) -> None:
+        """Insert many rows, skipping those that conflict on ``conflict``; backends may override."""
+        cols = ", ".join(columns)
+        marks = ", ".join("?" * len(columns))
+        async with self.transaction() as c:
+            await c.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT ({conflict}) DO NOTHING",
+                                rows)
+
+    def _fault(self, point: str) -> None:
+        if self.fault_hook is not None:
+            self.fault_hook(point)
+
+    # ---- schema ---------------------------------------------------------------------------------
+
+    async def migrate(self, target: int | None = None) -> list[int]:
+        """Apply every pending migration up to ``target`` (default: all); return the versions applied."""
+        migrations = load_migrations()
+        async with self.transaction() as c:
+            await self._lock_migrations(c)
+            await c.execute(MIGRATIONS_TABLE_DDL)
+        applied: list[int] = []
+        for m in migrations:
+            if target is not None and m.version > target:
+                break
+            async with self.transaction() as c:
+                await self._lock_migrations(c)
+                rows = await c.fetch("SELECT checksum FROM schema_migrations WHERE version = ?", (m.version,))
+                if rows:
+                    if rows[0]["checksum"] != m.checksum:
+                        raise RuntimeError(f"migration {m.version} ({m.name}) changed after it was applied")
+                    continue
+                for stmt in m.statements(self.dialect):
+                    await c.execute(stmt)
+                await c.execute("INSERT INTO schema_migrations (version, name, checksum, applied_ms) "
+                                "VALUES (?, ?, ?, ?)", (m.version, m.name, m.checksum, now_ms()))
+            applied.append(m.version)
+        version = await self.schema_version()
+        if version > LATEST_VERSION:
+            raise RuntimeError(f"database schema version {version} is newer than this arbray ({LATEST_VERSION})")
+        return applied
+
+    async def schema_version(self) -> int:
+        """The highest applied migration (0 for an empty database)."""
+        async with self.connection() as c:
+            if not (await c.fetch(_TABLE_EXISTS[self.dialect], ("schema_migrations",)))[0]["n"]:
+                return 0
+            rows = await c.fetch("SELECT MAX(version) AS v FROM schema_migrations")
+        return int(rows[0]["v"] or 0)
+
+    async def row_counts(self) -> dict[str, int]:
+        """Rows per table of the schema (tables not yet created are left out)."""
+        have = set(await self.describe_schema())
+        out: dict[str, int] = {}
+        async with self.connection() as c:
+            for t in TABLES:
+                if t in have:
+                    out[t] = int((await c.fetch(f"SELECT COUNT(*) AS n FROM {t}"))[0]["n"])
+        return out
+
+    async def export_rows(self, table: str, page_size: int = 5_000) -> AsyncIterator[dict[str, Any]]:
+        """Every row of ``table`` in primary-key order, decoded, paged by ``page_size``."""
+        if table not in EXPORT_ORDER:
+            raise ValueError(f"unknown table {table!r}; one of: {', '.join(TABLES)}")
+        offset = 0
+        while True:
+            async with self.connection() as c:
+                rows = await c.fetch(f"SELECT * FROM {table} ORDER BY {EXPORT_ORDER[table]} LIMIT ? OFFSET ?",
+                                     (page_size, offset))
+            for r in rows:
+                yield decode_row(r)
+            if len(rows) < page_size:
+                return
+            offset += page_size
+
+    # ---- strategies and balances ----------------------------------------------------------------
+
+    async def upsert_strategy(self, rec: StrategyRecord | Mapping[str, Any], ts_ms: int | None = None) -> bool:
+        """Create the strategy (with its initial ledger entry) or update its config; True when created."""
+        r = coerce(StrategyRecord, rec)
+        sid = str(uuid.UUID(r.strategy_id))
+        ts = now_ms() if ts_ms is None else ts_ms
+        async with self.transaction() as c:
+            created = await c.execute(
+                "INSERT INTO strategies (strategy_id, slug, display_name, kind, config, config_hash, status, "
+                "initial_balance, current_balance, created_ms, updated_ms, status_changed_ms, description, tags) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?) ON CONFLICT (strategy_id) DO NOTHING",
+                (sid, r.slug, r.display_name, r.kind, dumps(dict(r.config)), r.config_hash, r.status,
+                 float(r.initial_balance), r.created_ms, r.created_ms, r.created_ms, r.description,
+                 dumps(list(r.tags))))
+            if created:
+                await c.execute("INSERT INTO strategy_events (strategy_id, ts_ms, event, from_status, to_status) "
+                                "VALUES (?, ?, 'created', NULL, ?)", (sid, r.created_ms, r.status))
+                await self._ledger(c, sid, "initial", float(r.initial_balance), r.created_ms, "initial")
+                return True
+            old = await c.fetch("SELECT config_hash FROM strategies WHERE strategy_id = ?", (sid,))
+            await c.execute("UPDATE strategies SET slug = ?, display_name = ?, kind = ?, config = ?, config_hash = ?, "
+                            "description = ?, tags = ?, updated_ms = ? WHERE strategy_id = ?",
+                            (r.slug, r.display_name, r.kind, dumps(dict(r.config)), r.config_hash, r.description,
+                             dumps(list(r.tags)), ts, sid))
+            if old[0]["config_hash"] != r.config_hash:
+                await c.execute("INSERT INTO strategy_events (strategy_id, ts_ms, event, detail) "
+                                "VALUES (?, ?, 'config_changed', ?)",
+                                (sid, ts, dumps({"from": old[0]["config_hash"], "to": r.config_hash})))
+            return False
+
+    async def set_strategy_status(self, strategy_id: str, status: StrategyStatus, ts_ms: int | None = None,
+                                  reason: str | None = None) -> bool:
+        """Move a strategy to ``status``, stamping the change and logging it; False if already there.
+
+        ``deprecated`` is terminal. The update is conditional on the status read, so two concurrent
+        changes cannot both log a transition from the same state.
+        """
+        if status not in _STATUS_COLUMN:
+            raise ValueError(f"unknown strategy status {status!r}")
+        ts = now_ms() if ts_ms is None else ts_ms
+        async with self.transaction() as c:
+            rows = await c.fetch("SELECT status FROM strategies WHERE strategy_id = ?", (strategy_id,))
+            if not rows:
+                raise KeyError(strategy_id)
+            old = rows[0]["status"]
+            if old == status:
+                return False
+            if old == "deprecated":
+                raise ValueError(f"strategy {strategy_id} is deprecated; its status cannot change")
+            n = await c.execute(f"UPDATE strategies SET status = ?, status_changed_ms = ?, "
+                                f"{_STATUS_COLUMN[status]} = ?, updated_ms = ? WHERE strategy_id = ? AND status = ?",
+                                (status, ts, ts, ts, strategy_id, old))
+            if n != 1:
+                raise RuntimeError(f"strategy {strategy_id} changed status concurrently")
+            await c.execute("INSERT INTO strategy_events (strategy_id, ts_ms, event, from_status, to_status, detail) "
+                            "VALUES (?, ?, 'status', ?, ?, ?)",
+                            (strategy_id, ts, old, status, dumps({"reason": reason} if reason else None)))
+            return True
+
+    async def mark_strategy_run(self, strategy_id: str, ts_ms: int | None = None) -> None:
+        """Stamp ``last_run_ms`` (the strategy produced a score)."""
+        async with self.connection() as c:
+            await c.execute("UPDATE strategies SET last_run_ms = ? WHERE strategy_id = ?",
+                            (now_ms() if ts_ms is None else ts_ms, strategy_id))
+
+    async def get_strategy(self, strategy_id: str) -> dict[str, Any] | None:
+        """One strategy row, or None."""
+        async with self.connection() as c:
+            rows = await c.fetch("SELECT * FROM strategies WHERE strategy_id = ?", (strategy_id,))
+        return decode_row(rows[0]) if rows else None
+
+    async def list_strategies(self, status: StrategyStatus | None = None) -> list[dict[str, Any]]:
+        """Strategies (optionally of one status) by creation time."""
+        where, args = ("WHERE status = ?", (status,)) if status else ("", ())
+        async with self.connection() as c:
+            rows = await c.fetch(f"SELECT * FROM strategies {where} ORDER BY created_ms, strategy_id", args)
+        return [decode_row(r) for r in rows]
+
+    async def strategy_events(self, strategy_id: str) -> list[dict[str, Any]]:
+        """The strategy's lifecycle history, oldest first."""
+        async with self.connection() as c:
+            rows = await c.fetch("SELECT * FROM strategy_events WHERE strategy_id = ? ORDER BY ts_ms, id",
+                                 (strategy_id,))
+        return [decode_row(r) for r in rows]
+
+    async def add_ledger_entry(self, strategy_id: str, kind: str, amount: float, ts_ms: int | None = None,
+                               ref: str | None = None) -> bool:
+        """Book ``amount`` (signed) to the strategy's balance; with ``ref`` it is booked at most once."""
+        async with self.transaction() as c:
+            return await self._ledger(c, strategy_id, kind, amount, now_ms() if ts_ms is None else ts_ms, ref)
+
+    async def _ledger(self, c: Conn, strategy_id: str, kind: str, amount: float, ts_ms: int, ref: str | None) -> bool:
+        rows = await c.fetch("INSERT INTO balance_ledger (strategy_id, ts_ms, kind, amount, balance_after, ref) "
+                             "VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT (strategy_id, kind, ref) DO NOTHING RETURNING id",
+                             (strategy_id, ts_ms, kind, float(amount), ref))
+        if not rows:
+            return False
+        bal = await c.fetch("UPDATE strategies SET current_balance = current_balance + ? WHERE strategy_id = ? "
+                            "RETURNING current_balance", (float(amount), strategy_id))
+        if not bal:
+            raise KeyError(strategy_id)
+        await c.execute("UPDATE balance_ledger SET balance_after = ? WHERE id = ?", (bal[0]["current_balance"],
+                                                                                     rows[0]["id"]))
+        return True
+
+    # ---- journal ------------------------------------------------------------------------------
+
+    async def insert_score_events(self, events: Iterable[ScoreResult | Mapping[str, Any]], run_id: str = LIVE_RUN,
+                                  features: Mapping[str, Any] | None = None) -> int:
+        """Store ``ScoreResult``s (objects or ``to_dict()`` dicts) with their raw inputs; idempotent on
+        ``(run_id, strategy, symbol, ts_ms)``. ``features`` (a ``FeatureSnapshot.to_dict()``) is stored
+        with every event that carries no ``features`` key of its own. Returns the number submitted."""
+        rows = [score_row(e, run_id, features) for e in events]
+        if rows:
+            await self._bulk_insert("score_events", SCORE_COLUMNS, rows, "run_id, strategy, symbol, ts_ms")
+        return len(rows)
+
+    async def insert_signal(self, rec: SignalRecord | Mapping[str, Any]) -> bool:
+        """Store a signal; False if the same signal was already stored."""
+        r = coerce(SignalRecord, rec)
+        async with self.connection() as c:
+            return bool(await c.execute(
+                "INSERT INTO signals (run_id, strategy_id, symbol, ts_ms, side, action, score, tier, price, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id, strategy_id, symbol, ts_ms, action) DO NOTHING",
+                (r.run_id, r.strategy_id, r.symbol, r.ts_ms, r.side, r.action, float(r.score), r.tier, r.price,
+                 dumps(r.detail))))
+
+    async def record_order(self, rec: OrderRecord | Mapping[str, Any]) -> None:
+        """Insert or update an order and append its state at ``updated_ms`` to the order's history."""
+        r = coerce(OrderRecord, rec)
+        async with self.transaction() as c:
+            await c.execute(
+                "INSERT INTO orders (client_order_id, run_id, strategy_id, symbol, side, order_type, time_in_force, "
+                "price, stop_price, qty, reduce_only, venue_order_id, state, filled_qty, avg_price, created_ms, "
+                "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (client_order_id) DO UPDATE SET price = excluded.price, stop_price = excluded.stop_price, "
+                "qty = excluded.qty, venue_order_id = COALESCE(excluded.venue_order_id, orders.venue_order_id), "
+                "state = excluded.state, filled_qty = excluded.filled_qty, avg_price = excluded.avg_price, "
+                "updated_ms = excluded.updated_ms",
+                (r.client_order_id, r.run_id, r.strategy_id, r.symbol, r.side, r.order_type, r.time_in_force, r.price,
+                 r.stop_price, float(r.qty), bool(r.reduce_only), r.venue_order_id, r.state, float(r.filled_qty),
+                 r.avg_price, r.created_ms, r.updated_ms))
+            await c.execute("INSERT INTO order_events (client_order_id, ts_ms, state, detail) VALUES (?, ?, ?, ?) "
+                            "ON CONFLICT (client_order_id, ts_ms, state) DO NOTHING",
+                            (r.client_order_id, r.updated_ms, r.state,
+                             dumps({"filled_qty": r.filled_qty, "avg_price": r.avg_price})))
+
+    async def order_history(self, client_order_id: str) -> list[dict[str, Any]]:
+        """The order's state changes, oldest first."""
+        async with self.connection() as c:
+            rows = await c.fetch("SELECT * FROM order_events WHERE client_order_id = ? ORDER BY ts_ms, id",
+                                 (client_order_id,))
+        return [decode_row(r) for r in rows]
+
+    async def apply_fill(self, fill: FillRecord | Mapping[str, Any],
+                         position: PositionRecord | Mapping[str, Any] | None = None) -> bool:
+        """Journal a fill and the position state it produces in one transaction.
+
+        Idempotent on ``fill_id``: a fill already journalled changes nothing and returns False, so a
+        replayed fill never moves the position twice.
+        """
+        f = coerce(FillRecord, fill)
+        p = None if position is None else coerce(PositionRecord, position)
+        async with self.transaction() as c:
+            n = await c.execute(
+                "INSERT INTO fills (fill_id, client_order_id, run_id, strategy_id, position_id, symbol, side, price, "
+                "qty, fee, fee_asset, is_maker, venue_trade_id, ts_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fill_id) DO NOTHING",
+                (f.fill_id, f.client_order_id, f.run_id, f.strategy_id, f.position_id, f.symbol, f.side, float(f.price),
+                 float(f.qty), float(f.fee), f.fee_asset, bool(f.is_maker), f.venue_trade_id, f.ts_ms))
+            if not n:
+                return False
+            self._fault("fill_written")
+            if p is not None:
+                await c.execute(
+                    "INSERT INTO positions (position_id, run_id, strategy_id, symbol, side, status, qty, entry_price, "
+                    "stop_price, realised_pnl, fees, funding, opened_ms, updated_ms, closed_ms) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (position_id) DO UPDATE SET "
+                    "status = excluded.status, qty = excluded.qty, entry_price = excluded.entry_price, "
+                    "stop_price = excluded.stop_price, realised_pnl = excluded.realised_pnl, fees = excluded.fees, "
+                    "funding = excluded.funding, updated_ms = excluded.updated_ms, closed_ms = excluded.closed_ms",
+                    (p.position_id, p.run_id, p.strategy_id, p.symbol, p.side, p.status, float(p.qty),
+                     float(p.entry_price), p.stop_price, float(p.realised_pnl), float(p.fees), float(p.funding),
+                     p.opened_ms, p.updated_ms, p.closed_ms))
+            return True
+
+    async def record_trade(self, rec: TradeRecord | Mapping[str, Any]) -> bool:
+        """Journal a closed trade and book its PnL, fees and funding to the ledger atomically.
+
+        Idempotent on ``trade_id``: a repeated trade is neither stored nor booked twice (False).
+        """
+        t = coerce(TradeRecord, rec)
+        async with self.transaction() as c:
+            n = await c.execute(
+                "INSERT INTO trades (trade_id, run_id, strategy_id, position_id, symbol, side, qty, entry_price, "
+                "entry_ms, exit_price, exit_ms, exit_reason, pnl, fees, funding, risk_distance, r_multiple, score, "
+                "tier, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (trade_id) DO NOTHING",
+                (t.trade_id, t.run_id, t.strategy_id, t.position_id, t.symbol, t.side, float(t.qty),
+                 float(t.entry_price), t.entry_ms, float(t.exit_price), t.exit_ms, t.exit_reason, float(t.pnl),
+                 float(t.fees), float(t.funding), t.risk_distance, t.r_multiple, t.score, t.tier, dumps(t.detail)))
+            if not n:
+                return False
+            await self._ledger(c, t.strategy_id, "realised_pnl", t.pnl, t.exit_ms, t.trade_id)
+            if t.fees:
+                await self._ledger(c, t.strategy_id, "fee", -t.fees, t.exit_ms, t.trade_id)
+            if t.funding:
+                await self._ledger(c, t.strategy_id, "funding", t.funding, t.exit_ms, t.trade_id)
+            return True
+
+    async def set_risk_state(self, scope: str, state: str, ts_ms: int | None = None,
+                             detail: Mapping[str, Any] | None = None) -> None:
+        """Persist the risk guard's current state for ``scope`` (``global`` or a strategy id)."""
+        async with self.connection() as c:
+            await c.execute("INSERT INTO risk_state (scope, state, detail, updated_ms) VALUES (?, ?, ?, ?) "
+                            "ON CONFLICT (scope) DO UPDATE SET state = excluded.state, detail = excluded.detail, "
+                            "updated_ms = excluded.updated_ms",
+                            (scope, state, dumps(detail), now_ms() if ts_ms is None else ts_ms))
+
+    async def risk_state(self) -> dict[str, dict[str, Any]]:
+        """The persisted risk state per scope."""
+        async with self.connection() as c:
+            rows = await c.fetch("SELECT * FROM risk_state ORDER BY scope")
+        return {r["scope"]: decode_row(r) for r in rows}
+
+    async def add_risk_event(self, ev: RiskEvent | Mapping[str, Any]) -> None:
+        """Append a risk event."""
+        e = coerce(RiskEvent, ev)
+        async with self.connection() as c:
+            await c.execute("INSERT INTO risk_events (ts_ms, scope, level, kind, message, detail) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            (e.ts_ms, e.scope, e.level, e.kind, e.message, dumps(e.detail)))
+
+    # ---- market data --------------------------------------------------------------------------
+
+    async def insert_agg_trades(self, rows: Sequence[AggTrade | tuple[Any, ...]]) -> None:
+        """Store aggTrades, skipping any ``(symbol, agg_id)`` already stored."""
+        if rows:
+            await self._bulk_insert("agg_trades", AGG_COLUMNS, rows, "symbol, agg_id")
+
+    async def insert_klines(self, rows: Sequence[Kline]) -> None:
+        """Store candles; a candle already stored is replaced (the open candle updates until it closes)."""
+        if not rows:
+            return
+        cols = ", ".join(Kline._fields)
+        sets = ", ".join(f"{c} = excluded.{c}" for c in Kline._fields[3:])
+        async with self.transaction() as c:
+            await c.executemany(f"INSERT INTO klines ({cols}) VALUES ({', '.join('?' * len(Kline._fields))}) "
+                                f"ON CONFLICT (symbol, interval, open_ms) DO UPDATE SET {sets}", rows)
+
+    async def insert_funding_rates(self, rows: Sequence[FundingRate]) -> None:
+        """Store funding rates, skipping duplicates."""
+        if rows:
+            await self._bulk_insert("funding_rates", FundingRate._fields, rows, "symbol, funding_ms")
+
+    async def insert_open_interest(self, rows: Sequence[OpenInterest]) -> None:
+        """Store open-interest samples, skipping duplicates."""
+        if rows:
+            await self._bulk_insert("open_interest", OpenInterest._fields, rows, "symbol, ts_ms")
+
+    async def insert_liquidations(self, rows: Sequence[Liquidation]) -> None:
+        """Store liquidations, skipping duplicates."""
+        if rows:
+            await self._bulk_insert("liquidations", Liquidation._fields, rows, "symbol, ts_ms, side, price, qty")
+
+    async def continuity(self, symbol: str | None = None) -> list[Continuity]:
+        """Per symbol: the stored aggTrade id range, row count and every missing id range."""
+        where, args = ("WHERE symbol = ?", (symbol,)) if symbol else ("", ())
+        async with self.connection() as c:
+            spans = await c.fetch(f"SELECT symbol, MIN(agg_id) AS lo, MAX(agg_id) AS hi, COUNT(*) AS n FROM agg_trades "
+                                  f"{where} GROUP BY symbol ORDER BY symbol", args)
+            gaps = await c.fetch(f"SELECT symbol, prev + 1 AS a, agg_id - 1 AS b FROM (SELECT symbol, agg_id, "
+                                 f"LAG(agg_id) OVER (PARTITION BY symbol ORDER BY agg_id) AS prev FROM agg_trades "
+                                 f"{where}) t WHERE agg_id - prev > 1 ORDER BY symbol, a", args)
+        by: dict[str, list[tuple[int, int]]] = {}
+        for g in gaps:
+            by.setdefault(g["symbol"], []).append((int(g["a"]), int(g["b"])))
+        return [Continuity(s["symbol"], int(s["lo"]), int(s["hi"]), int(s["n"]), tuple(by.get(s["symbol"], ())))
+                for s in spans]
+
+    async def apply_retention(self, ts_ms: int | None = None) -> dict[str, int]:
+        """Delete rows older than each table's ``retention_policy.keep_days``; rows deleted per table."""
+        now = now_ms() if ts_ms is None else ts_ms
+        out: dict[str, int] = {}
+        async with self.connection() as c:
+            policy = await c.fetch("SELECT table_name, time_column, keep_days FROM retention_policy "
+                                   "ORDER BY table_name")
+        for p in policy:
+            table, col = p["table_name"], p["time_column"]
+            if table not in TABLES or not _IDENT.match(col):
+                raise ValueError(f"bad retention policy row {dict(p)}")
+            async with self.transaction() as c:
+                out[table] = await c.execute(f"DELETE FROM {table} WHERE {col} < ?",
+                                             (now - int(p["keep_days"]) * 86_400_000,))
+        return out
+
+    # ---- API credentials ----------------------------------------------------------------------
+
+    async def create_credential(self, name: str, role: Role, ts_ms: int | None = None) -> str:
+        """Create an API token for ``name`` with ``role``; the token is returned once, only its hash is kept."""
+        token = secrets.token_urlsafe(32)
+        async with self.connection() as c:
+            await c.execute("INSERT INTO api_credentials (name, token_hash, role, created_ms) VALUES (?, ?, ?, ?)",
+                            (name, hash_token(token), role, now_ms() if ts_ms is None else ts_ms))
+        return token
+
+    async def verify_token(self, token: str, ts_ms: int | None = None) -> Role | None:
+        """The role of a valid, unrevoked token (stamping its last use), else None."""
+        async with self.connection() as c:
+            rows = await c.fetch("UPDATE api_credentials SET last_used_ms = ? WHERE token_hash = ? "
+                                 "AND revoked_ms IS NULL RETURNING role",
+                                 (now_ms() if ts_ms is None else ts_ms, hash_token(token)))
+        role: Role | None = rows[0]["role"] if rows else None
+        return role
+
+    async def revoke_credential(self, name: str, ts_ms: int | None = None) -> bool:
+        """Revoke ``name``'s token; False if there is no such active credential."""
+        async with self.connection() as c:
+            return bool(await c.execute("UPDATE api_credentials SET revoked_ms = ? "
+                                        "WHERE name = ? AND revoked_ms IS NULL",
+                                        (now_ms() if ts_ms is None else ts_ms, name)))
+
+    # ---- read models --------------------------------------------------------------------------
+
+    async def latest_scores(self, strategies: Sequence[str] | None = None,
+                            run_id: str = LIVE_RUN) -> list[dict[str, Any]]:
+        """The most recent score event per strategy (config id = slug) in ``run_id``.
+
+        With ``strategies`` each is one index lookup on ``(run_id, strategy, ts_ms)``; without, the
+        whole run is scanned once (every strategy that ever scored).
+        """
+        async with self.connection() as c:
+            if strategies is None:
+                rows = await c.fetch("SELECT * FROM (SELECT s.*, ROW_NUMBER() OVER (PARTITION BY strategy "
+                                     "ORDER BY ts_ms DESC, id DESC) AS rn FROM score_events s WHERE run_id = ?) t "
+                                     "WHERE rn = 1 ORDER BY strategy", (run_id,))
+            else:
+                rows = []
+                for slug in sorted(set(strategies)):
+                    rows += await c.fetch("SELECT * FROM score_events WHERE run_id = ? AND strategy = ? "
+                                          "ORDER BY ts_ms DESC, id DESC LIMIT 1", (run_id, slug))
+        out = [decode_row(r) for r in rows]
+        for r in out:
+            r.pop("rn", None)
+        return out
+
+    async def score_history(self, strategy: str, since_ms: int | None = None, limit: int = 1_000,
+                            run_id: str = LIVE_RUN) -> list[dict[str, Any]]:
+        """Score events of one strategy (config id), oldest first from ``since_ms``."""
+        async with self.connection() as c:
+            rows = await c.fetch("SELECT * FROM score_events WHERE run_id = ? AND strategy = ? AND ts_ms >= ? "
+                                 "ORDER BY ts_ms, id LIMIT ?", (run_id, strategy, since_ms or 0, limit))
+        return [decode_row(r) for r in rows]
+
+    async def signal_history(self, strategy_id: str | None = None, symbol: str | None = None, limit: int = 100,
+                             cursor: str | None = None) -> Page:
+        """Signals newest first, keyset-paginated on ``(ts_ms, id)`` so inserts never shift a page."""
+        return await self._keyset("signals", "ts_ms", {"strategy_id": strategy_id, "symbol": symbol}, [], limit,
+                                  cursor)
+
+    async def open_positions(self, strategy_id: str | None = None) -> list[dict[str, Any]]:
+        """Open positions, oldest first."""
+        where, args = ("AND strategy_id = ?", (strategy_id,)) if strategy_id else ("", ())
+        async with self.connection() as c:
+            rows = await c.fetch(f"SELECT * FROM positions WHERE status = 'open' {where} "
+                                 "ORDER BY opened_ms, position_id", args)
+        return [decode_row(r) for r in rows]
+
+    async def fills(self, client_order_id: str) -> list[dict[str, Any]]:
+        """The fills of one order, oldest first."""
+        async with self.connection() as c:
+            rows = await c.fetch("SELECT * FROM fills WHERE client_order_id = ? ORDER BY ts_ms, fill_id",
+                                 (client_order_id,))
+        return [decode_row(r) for r in rows]
+
+    async def trades(self, strategy_id: str | None = None, symbol: str | None = None, run_id: str | None = None,
+                     since_ms: int | None = None, until_ms: int | None = None, exit_reason: str | None = None,
+                     limit: int = 100, cursor: str | None = None) -> Page:
+        """Closed trades newest exit first, filtered, keyset-paginated on ``(exit_ms, id)``."""
+        extra: list[tuple[str, Any]] = []
+        if since_ms is not None:
+            extra.append(("exit_ms >= ?", since_ms))
+        if until_ms is not None:
+            extra.append(("exit_ms < ?", until_ms))
+        eq = {"strategy_id": strategy_id, "symbol": symbol, "run_id": run_id, "exit_reason": exit_reason}
+        return await self._keyset("trades", "exit_ms", eq, extra, limit, cursor)
+
+    async def _keyset(self, table: str, ts_col: str, eq: Mapping[str, Any], extra: list[tuple[str, Any]], limit: int,
+                      cursor: str | None) -> Page:
+        if limit <= 0:
+            raise ValueError("limit must be positive")
+        conds = [f"{k} = ?" for k, v in eq.items() if v is not None] + [c for c, _ in extra]
+        args: list[Any] = [v for v in eq.values() if v is not None] + [v for _, v in extra]
+        if cursor:
+            try:
+                ts_s, id_s = cursor.split(":")
+                ts, rid = int(ts_s), int(id_s)
+            except ValueError:
+                raise ValueError(f"bad cursor {cursor!r}") from None
+            conds.append(f"({ts_col} < ? OR ({ts_col} = ? AND id < ?))")
+            args += [ts, ts, rid]
+        where = f"WHERE {' AND '.join(conds)}" if conds else ""
+        async with self.connection() as c:
+            rows = await c.fetch(f"SELECT * FROM {table} {where} ORDER BY {ts_col} DESC, id DESC LIMIT ?",
+                                 (*args, limit + 1))
+        more = len(rows) > limit
+        page = [decode_row(r) for r in rows[:limit]]
+        nxt = f"{page[-1][ts_col]}:{page[-1]['id']}" if more else None
+        return Page(page, nxt)
+
+    async def equity_curve(self, strategy_id: str) -> list[dict[str, Any]]:
+        """The strategy's balance after every ledger entry, oldest first."""
+        async with self.connection() as c:
+            rows = await c.fetch("SELECT ts_ms, kind, amount, balance_after AS balance, ref FROM balance_ledger "
+                                 "WHERE strategy_id = ? ORDER BY ts_ms, id", (strategy_id,))
+        return [dict(r) for r in rows]
+
+    _STATS_SQL = (
+        "SELECT strategy_id, COUNT(*) AS trades, "
+        "SUM(CASE WHEN pnl - fees + funding > 0 THEN 1 ELSE 0 END) AS wins, "
+        "SUM(CASE WHEN pnl - fees + funding < 0 THEN 1 ELSE 0 END) AS losses, "
+        "SUM(pnl) AS gross_pnl, SUM(fees) AS fees, SUM(funding) AS funding, SUM(pnl - fees + funding) AS net_pnl, "
+        "SUM(CASE WHEN pnl - fees + funding > 0 THEN pnl - fees + funding ELSE 0 END) AS gross_win, "
+        "SUM(CASE WHEN pnl - fees + funding < 0 THEN fees - pnl - funding ELSE 0 END) AS gross_loss, "
+        "SUM(r_multiple) AS total_r, AVG(r_multiple) AS avg_r, MAX(pnl - fees + funding) AS best, "
+        "MIN(pnl - fees + funding) AS worst FROM trades {where} GROUP BY strategy_id"
+    )
+
+    @staticmethod
+    def _stats_from(row: Mapping[str, Any] | None) -> dict[str, Any]:
+        if row is None:
+            return {"trades": 0, "wins": 0, "losses": 0, "win_rate": None, "gross_pnl": 0.0, "fees": 0.0,
+                    "funding": 0.0, "net_pnl": 0.0, "profit_factor": None, "total_r": 0.0, "avg_r": None,
+                    "best": None, "worst": None}
+        n, wins = int(row["trades"]), int(row["wins"])
+        loss = float(row["gross_loss"])
+        return {"trades": n, "wins": wins, "losses": int(row["losses"]), "win_rate": wins / n if n else None,
+                "gross_pnl": float(row["gross_pnl"]), "fees": float(row["fees"]), "funding": float(row["funding"]),
+                "net_pnl": float(row["net_pnl"]), "profit_factor": float(row["gross_win"]) / loss if loss else None,
+                "total_r": float(row["total_r"] or 0.0),
+                "avg_r": None if row["avg_r"] is None else float(row["avg_r"]),
+                "best": float(row["best"]), "worst": float(row["worst"])}
+
+    async def strategy_stats(self, strategy_id: str) -> dict[str, Any]:
+        """Trade statistics of one strategy (net of fees and funding) and its equity drawdown."""
+        async with self.connection() as c:
+            rows = await c.fetch(self._STATS_SQL.format(where="WHERE strategy_id = ?"), (strategy_id,))
+        stats = self._stats_from(rows[0] if rows else None)
+        settled: dict[int, float] = {}  # balance once every entry booked at a timestamp is in
+        for p in await self.equity_curve(strategy_id):
+            settled[p["ts_ms"]] = p["balance"]
+        peak, mdd = float("-inf"), 0.0
+        for bal in settled.values():
+            peak = max(peak, bal)
+            mdd = max(mdd, peak - bal)
+        stats["max_drawdown"] = mdd
+        stats["max_drawdown_pct"] = mdd / peak if peak > 0 else None
+        return stats
+
+    async def strategy_cards(self, status: StrategyStatus | None = None) -> list[dict[str, Any]]:
+        """One card per strategy: identity, status, balances, trade statistics, open positions, latest score."""
+        strategies = await self.list_strategies(status)
+        async with self.connection() as c:
+            stats = {r["strategy_id"]: r for r in await c.fetch(self._STATS_SQL.format(where=""))}
+            opens = {r["strategy_id"]: int(r["n"]) for r in await c.fetch(
+                "SELECT strategy_id, COUNT(*) AS n FROM positions WHERE status = 'open' GROUP BY strategy_id")}
+        latest = {r["strategy"]: r for r in await self.latest_scores([s["slug"] for s in strategies])}
+        cards = []
+        for s in strategies:
+            score = latest.get(s["slug"])
+            cards.append({
+                "strategy_id": s["strategy_id"], "slug": s["slug"], "display_name": s["display_name"],
+                "kind": s["kind"], "status": s["status"], "config_hash": s["config_hash"],
+                "initial_balance": s["initial_balance"], "current_balance": s["current_balance"],
+                "status_changed_ms": s["status_changed_ms"], "last_run_ms": s["last_run_ms"],
+                "tags": s.get("tags") or [], "open_positions": opens.get(s["strategy_id"], 0),
+                "stats": self._stats_from(stats.get(s["strategy_id"])),
+                "latest_score": None if score is None else {k: score[k] for k in (
+                    "ts_ms", "symbol", "total", "side", "tier", "gate_passed", "block_reason", "is_entry")},
+            })
+        return cards
