@@ -101,10 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--every", type=parse_interval, default=15_000)
     d.add_argument("--out", default="features.jsonl")
     d.set_defaults(func=_cmd_demo)
+    from arbray.cli_backtest import register as register_backtest
     from arbray.cli_storage import register as register_storage
     from arbray.cli_strategies import register as register_strategies
 
     register_strategies(sub)
+    register_backtest(sub)
     register_storage(sub)
     return parser
 
