@@ -10,6 +10,8 @@ rule over a trades ``.npz`` through arbray's ``TradeTape``. Each prints a final 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hashlib
 import importlib
 import sys
 import time
@@ -19,12 +21,14 @@ from typing import Any
 import orjson
 
 from arbray.backtest.cvd_rule import load_trades, run_cvd_rule
-from arbray.backtest.engine import Backtest, BacktestConfig
+from arbray.backtest.engine import Backtest, BacktestConfig, BacktestResult
+from arbray.backtest.journal import ScoreCollector, journal_backtest
 from arbray.backtest.output import write_outputs
 from arbray.execution.machine import ExecutionConfig
 from arbray.execution.paper import PaperVenueConfig
 from arbray.replay.readers import open_input
 from arbray.scoring.config import StrategyConfig
+from arbray.storage import open_store
 
 
 def parse_fees(text: str) -> tuple[float, float]:
@@ -49,23 +53,45 @@ def backtest_config(args: argparse.Namespace) -> BacktestConfig:
     )
 
 
-def run_backtest(inputs: list[str], configs: list[StrategyConfig], cfg: BacktestConfig, out: Path) -> dict[str, Any]:
-    """Replay ``inputs`` with ``configs`` and write the output folder; returns the summary."""
+def run_backtest(
+    inputs: list[str], configs: list[StrategyConfig], cfg: BacktestConfig, out: Path, db: str | None = None
+) -> dict[str, Any]:
+    """Replay ``inputs`` with ``configs`` and write the output folder (and the journal at ``db``)."""
+    collector = ScoreCollector() if db else None
     t0 = time.perf_counter()
-    res = Backtest(configs, cfg).run([open_input(p, cfg.every_ms) for p in inputs])
+    res = Backtest(configs, cfg, score_sink=collector).run([open_input(p, cfg.every_ms) for p in inputs])
     run_s = time.perf_counter() - t0
     summary = write_outputs(res, out)
     summary["run_s"] = run_s
     summary["trades_per_s"] = res.trades_processed / run_s if run_s > 0 else None
+    if db and collector is not None:
+        run_id = backtest_run_id(cfg, configs, inputs)
+        summary["run_id"] = run_id
+        summary["journal"] = asyncio.run(_journal(db, res, collector, run_id))
     return summary
+
+
+def backtest_run_id(cfg: BacktestConfig, configs: list[StrategyConfig], inputs: list[str]) -> str:
+    """Deterministic run id: the same inputs and configs journal into the same rows (idempotent)."""
+    key = "|".join([cfg.config_hash, *sorted(c.config_hash for c in configs), *(Path(p).name for p in inputs)])
+    return "bt-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+async def _journal(db: str, res: BacktestResult, collector: ScoreCollector, run_id: str) -> dict[str, int]:
+    store = await open_store(db)
+    try:
+        return await journal_backtest(store, res, collector, run_id)
+    finally:
+        await store.close()
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from arbray.cli_strategies import load_configs
 
-    summary = run_backtest(args.input, load_configs(args.strategy), backtest_config(args), Path(args.out))
+    summary = run_backtest(args.input, load_configs(args.strategy), backtest_config(args), Path(args.out), args.db)
     keys = ("trades", "win_rate", "gross_r", "fees_r", "funding_r", "net_r", "profit_factor", "max_drawdown_r",
-            "maker_ratio_entry", "maker_ratio_tp", "friction_r", "trades_processed", "run_s", "trades_per_s")
+            "maker_ratio_entry", "maker_ratio_tp", "friction_r", "trades_processed", "run_s", "trades_per_s",
+            "run_id", "journal")
     line = {k: summary.get(k) for k in keys} | {"out": args.out}
     sys.stdout.buffer.write(orjson.dumps(line) + b"\n")
     return 0
@@ -108,6 +134,8 @@ def _add_backtest_options(p: argparse.ArgumentParser, parse_interval: Any) -> No
     p.add_argument("--taker-entry", action="store_true", help="enter by taker instead of post-only first")
     p.add_argument("--taker-tp", action="store_true", help="take profit by taker instead of resting post-only")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--db", default=None, metavar="DSN",
+                   help="also journal strategies, score events, signals, fills and trades (sqlite:///… or postgresql://…)")
 
 
 def register(subparsers: Any) -> None:

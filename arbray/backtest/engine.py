@@ -11,7 +11,7 @@ strategy's executor. Time comes only from a ``ManualClock`` set to exchange time
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from arbray.replay.readers import Record
 from arbray.risk.rules import RiskConfig, RiskEngine
 from arbray.scoring.config import FrozenModel, StrategyConfig, canonical_json, cvd_input_name, window_ms
 from arbray.scoring.evaluator import Evaluator
+from arbray.scoring.result import ScoreResult
 
 
 class BacktestConfig(FrozenModel):
@@ -109,8 +110,14 @@ class BacktestResult:
 class Backtest:
     """One deterministic run of strategies over recorded inputs."""
 
-    def __init__(self, strategies: Sequence[StrategyConfig], config: BacktestConfig | None = None) -> None:
+    def __init__(
+        self,
+        strategies: Sequence[StrategyConfig],
+        config: BacktestConfig | None = None,
+        score_sink: Callable[[FeatureSnapshot, list[ScoreResult]], None] | None = None,
+    ) -> None:
         self.config = config or BacktestConfig()
+        self.score_sink = score_sink  # receives every ScoreResult (e.g. for the journal); off by default
         self.strategies = list(strategies)
         self.clock = ManualClock(0)
         self.venue = PaperVenue(self.config.venue)
@@ -233,10 +240,15 @@ class Backtest:
         price = snap.price
         assert price is not None
         results = []
-        for batch in self.evaluator.evaluate(snap, extras):
-            act = np.flatnonzero((batch.is_entry | batch.is_flip_signal) & (batch.side != 0))
-            if act.size:
-                results.extend(batch.results(act.tolist()))  # only actionable rows become objects
+        if self.score_sink is not None:
+            everything = [r for batch in self.evaluator.evaluate(snap, extras) for r in batch.results()]
+            self.score_sink(snap, everything)
+            results = [r for r in everything if (r.is_entry or r.is_flip_signal) and r.side is not None]
+        else:
+            for batch in self.evaluator.evaluate(snap, extras):
+                act = np.flatnonzero((batch.is_entry | batch.is_flip_signal) & (batch.side != 0))
+                if act.size:
+                    results.extend(batch.results(act.tolist()))  # only actionable rows become objects
         for r in results:
             side = 1 if r.side == "LONG" else -1
             sig = Signal(r.strategy_id, r.symbol, r.ts_ms, side, r.total, r.tier, r.is_entry, r.is_flip_signal,
