@@ -134,8 +134,6 @@ def _add_backtest_options(p: argparse.ArgumentParser, parse_interval: Any) -> No
     p.add_argument("--taker-entry", action="store_true", help="enter by taker instead of post-only first")
     p.add_argument("--taker-tp", action="store_true", help="take profit by taker instead of resting post-only")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--db", default=None, metavar="DSN",
-                   help="also journal strategies, score events, signals, fills and trades (sqlite:///… or postgresql://…)")
 
 
 def register(subparsers: Any) -> None:
@@ -146,6 +144,8 @@ def register(subparsers: Any) -> None:
     _add_backtest_options(b, parse_interval)
     b.add_argument("--strategy", action="extend", nargs="+", metavar="NAME_OR_YAML",
                    help="preset name or YAML file (repeatable); default: every preset")
+    b.add_argument("--db", default=None, metavar="DSN",
+                   help="also journal strategies, score events, signals, fills and trades (sqlite:///… or postgresql://…)")
     b.set_defaults(func=_cmd_backtest)
 
     s = subparsers.add_parser("sweep", help="run a strategy-parameter grid as Ray tasks; writes a ranked table")
