@@ -1,0 +1,1 @@
+"""The market simulator: a seeded model of a USD-M market and recordings generated from it."""
