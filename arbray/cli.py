@@ -103,12 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_demo)
     from arbray.cli_backtest import register as register_backtest
     from arbray.cli_screen import register as register_screen
+    from arbray.cli_sim import register as register_sim
     from arbray.cli_storage import register as register_storage
     from arbray.cli_strategies import register as register_strategies
 
     register_strategies(sub)
     register_backtest(sub)
     register_screen(sub)
+    register_sim(sub)
     register_storage(sub)
     return parser
 
