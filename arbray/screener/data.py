@@ -84,7 +84,7 @@ def read_feather_klines(path: Path, max_bars: int | None = None) -> SymbolKlines
     m = _KLINE_NAME.match(path.name)
     if m is None:
         raise ValueError(f"{path.name}: not a freqtrade futures kline file (BASE_QUOTE_QUOTE-TF-futures.feather)")
-    table = feather.read_table(path)  # type: ignore[no-untyped-call]
+    table = feather.read_table(path)
     start = max(0, table.num_rows - max_bars) if max_bars else 0
     table = table.slice(start)
     ts = table.column("date").cast("int64").to_numpy()
@@ -108,7 +108,7 @@ def read_funding(folder: Path, symbol: str, until_ms: int) -> np.ndarray | None:
         m = _FUNDING_NAME.match(path.name)
         if m is None or m["base"] + m["quote"] != symbol:
             continue
-        table = feather.read_table(path)  # type: ignore[no-untyped-call]
+        table = feather.read_table(path)
         ts = table.column("date").cast("int64").to_numpy()
         unit = str(table.schema.field("date").type.unit)
         ts_ms = ts // {"s": 1, "ms": 1, "us": 1_000, "ns": 1_000_000}[unit] * (1_000 if unit == "s" else 1)

@@ -64,6 +64,6 @@ def write_feather_universe(folder: Path, symbols: list[SymbolKlines]) -> list[Pa
             cols["open_interest"] = s.open_interest
         base = s.symbol.removesuffix("USDT")
         path = folder / f"{base}_USDT_USDT-{s.timeframe}-futures.feather"
-        feather.write_feather(pa.table(cols), path)  # type: ignore[no-untyped-call]
+        feather.write_feather(pa.table(cols), path)
         paths.append(path)
     return paths
