@@ -85,8 +85,43 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                   f"{_fmt(s.cvd_usd_5m, '12,.0f')} {_fmt(s.vwap_30m, '10.2f')} {_fmt(s.spread_bps, '10.3f')} "
                   f"{_fmt(s.obi_10, '7.3f')} {s.book_state:>9}")
     print(f"\n{summary.snapshots_written} snapshots written to {out_path}")
-    sys.stdout.buffer.write(orjson.dumps(summary.to_dict()) + b"\n")
+    print(orjson.dumps(summary.to_dict()).decode(), flush=True)
+    if args.sim_hours > 0:
+        _demo_backtest(args.sim_hours, Path(args.backtest_out))
     return 0
+
+
+def _demo_backtest(hours: float, out: Path) -> None:
+    """Backtest every BTCUSDT preset on a generated session long enough to warm up ATR.
+
+    The real recordings are 6–9 minutes long; ATR(14) on 5m bars needs 70 minutes.
+    """
+    from arbray.backtest.engine import Backtest, BacktestConfig
+    from arbray.backtest.output import write_outputs
+    from arbray.scoring.presets import load_presets
+    from arbray.sim.model import MarketModelConfig
+    from arbray.sim.recording import generate
+
+    out.mkdir(parents=True, exist_ok=True)
+    sim_path = out / "btcusdt_sim.gz"
+    print(f"\nGenerating {hours:g} h of BTCUSDT with the market simulator (seed 7) → {sim_path} …", flush=True)
+    generate(MarketModelConfig(symbols=("BTCUSDT",), hours=hours, seed=7, rate_scale=0.25, step_ms=250), sim_path)
+    configs = [c for c in load_presets() if "BTCUSDT" in c.applies_to]
+    print(f"Backtesting {len(configs)} BTCUSDT presets on it (maker-first execution, fees and funding) …", flush=True)
+    res = Backtest(configs, BacktestConfig()).run([open_input(sim_path, 15_000)])
+    summary = write_outputs(res, out)
+    print(f"\n{'strategy':30} {'trades':>6} {'win %':>6} {'net R':>7} {'fees R':>7} {'maker % entry':>13}")
+    quiet = 0
+    for sid, st in summary["by_strategy"].items():
+        if not st["trades"]:
+            quiet += 1
+            continue
+        maker = st.get("maker_ratio_entry")
+        win = 100 * (st["win_rate"] or 0)
+        print(f"{sid:30} {st['trades']:>6} {win:>6.1f} {st['net_r']:>7.2f} {st['fees_r']:>7.2f} "
+              f"{'-' if maker is None else f'{100 * maker:.0f}':>13}")
+    print(f"{quiet} presets took no trade: no entry signal (score below entry or a gate blocked) in this session.")
+    print(f"Report: {out / 'report.html'}  (summary.json, trades.jsonl, signals.jsonl, equity.csv beside it)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="replay the bundled real BTC/ETH recording and print features")
     d.add_argument("--every", type=parse_interval, default=15_000)
     d.add_argument("--out", default="features.jsonl")
+    d.add_argument("--sim-hours", type=float, default=4.0,
+                   help="hours of generated BTCUSDT to backtest the presets on (0: skip the backtest)")
+    d.add_argument("--backtest-out", default="demo-backtest", help="backtest output folder")
     d.set_defaults(func=_cmd_demo)
     from arbray.cli_backtest import register as register_backtest
     from arbray.cli_screen import register as register_screen

@@ -61,10 +61,14 @@ def test_replay_to_stdout_and_every_real_file_at_once(hft_files: list[Path], tmp
     assert summary["book_resyncs"]["BTCUSDT"] >= 1
 
 
-def test_demo_runs_on_bundled_data(tmp_path: Path) -> None:
-    proc = arbray("demo", "--out", str(tmp_path / "f.jsonl"), cwd=tmp_path)
+def test_demo_runs_on_bundled_data_and_backtests_a_generated_session(tmp_path: Path) -> None:
+    proc = arbray("demo", "--out", str(tmp_path / "f.jsonl"), "--sim-hours", "1.5",
+                  "--backtest-out", str(tmp_path / "bt"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "BTCUSDT" in proc.stdout and "ETHUSDT" in proc.stdout and "snapshots written" in proc.stdout
+    summary = orjson.loads((tmp_path / "bt" / "summary.json").read_bytes())
+    assert summary["replay"]["rejected_total"] == 0 and summary["replay"]["book_resyncs"] == {"BTCUSDT": 0}
+    assert len(summary["by_strategy"]) == 23 and (tmp_path / "bt" / "report.html").exists()
 
 
 def test_bad_arguments_fail_clearly(tmp_path: Path) -> None:
