@@ -34,9 +34,10 @@ silent.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field
@@ -380,6 +381,10 @@ class LegacyConfig(StrategyConfig):
     def applies_to(self) -> tuple[str, ...]:
         return self.symbols
 
+    @abstractmethod
+    def params(self, symbol: str) -> LegacyParams:
+        """This config's scoring parameters for ``symbol`` (each kind defines its layers)."""
+
 
 class V51Config(LegacyConfig):
     """A ``v51_baseline`` strategy (the V5.1 JSON, digest §4.2)."""
@@ -405,26 +410,27 @@ class V51Config(LegacyConfig):
         )
 
 
-def score(snap: FeatureSnapshot, cfg: V51Config, extras: Extras | None = None) -> ScoreResult:
-    """Score one ``v51_baseline`` config on a snapshot of one of its symbols."""
-    require_symbol(cfg, snap)
-    return evaluate(snap, cfg.params(snap.symbol), KIND, VERSION, cfg.strategy_id, cfg.config_hash, extras)
+LegacyT = TypeVar("LegacyT", bound=LegacyConfig)
 
 
-def compile_configs(configs: Sequence[V51Config], symbol: str) -> LegacyBatch:
-    """Parameter arrays of ``v51_baseline`` configs for ``symbol``."""
-    require_symbols(configs, symbol)
-    return compile_params(KIND, VERSION, symbol, [c.strategy_id for c in configs], [c.config_hash for c in configs],
-                          [c.params(symbol) for c in configs])
+def legacy_kind(kind: str, version: str, config_type: type[LegacyT]) -> StrategyKind[LegacyT, LegacyBatch]:
+    """The registry entry of a V5.1-family kind: one ``evaluate`` for single configs, one
+    ``evaluate_batch`` for compiled arrays, CVD windows 30m/4h (shared by ``v52_8signals``)."""
+
+    def score(snap: FeatureSnapshot, cfg: LegacyT, extras: Extras | None = None) -> ScoreResult:
+        require_symbol(cfg, snap)
+        return evaluate(snap, cfg.params(snap.symbol), kind, version, cfg.strategy_id, cfg.config_hash, extras)
+
+    def compile_configs(configs: Sequence[LegacyT], symbol: str) -> LegacyBatch:
+        require_symbols(configs, symbol)
+        return compile_params(kind, version, symbol, [c.strategy_id for c in configs],
+                              [c.config_hash for c in configs], [c.params(symbol) for c in configs])
+
+    return StrategyKind(
+        name=kind, version=version, config_type=config_type, capped=False, score=score, compile=compile_configs,
+        score_batch=evaluate_batch, windows=lambda c: ("30m", "4h"),
+    )
 
 
-def score_batch(snap: FeatureSnapshot, batch: LegacyBatch, extras: Extras | None = None) -> ScoreBatch:
-    """Score compiled ``v51_baseline`` configs in one vectorised call."""
-    return evaluate_batch(snap, batch, extras)
-
-
-V51: StrategyKind[V51Config, LegacyBatch] = StrategyKind(
-    name=KIND, version=VERSION, config_type=V51Config, capped=False, score=score, compile=compile_configs,
-    score_batch=score_batch, windows=lambda c: ("30m", "4h"),
-)
+V51 = legacy_kind(KIND, VERSION, V51Config)
 register(V51)

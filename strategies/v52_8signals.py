@@ -20,32 +20,23 @@ and the config. Every V5.1 difference (see ``v51_baseline``) applies.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from arbray.features.snapshot import FeatureSnapshot
 from arbray.scoring.config import (
     DEFAULT_SYMBOLS,
     AtrTargets,
-    Extras,
     FrozenModel,
     StrategyId,
     Symbol,
-    require_symbol,
-    require_symbols,
 )
-from arbray.scoring.registry import StrategyKind, register
-from arbray.scoring.result import ScoreBatch, ScoreResult
+from arbray.scoring.registry import register
 
 from .v51_baseline import (
-    LegacyBatch,
     LegacyConfig,
     LegacyParams,
-    compile_params,
-    evaluate,
-    evaluate_batch,
+    legacy_kind,
 )
 
 KIND = "v52_8signals"
@@ -142,26 +133,5 @@ class V52Config(LegacyConfig):
         )
 
 
-def score(snap: FeatureSnapshot, cfg: V52Config, extras: Extras | None = None) -> ScoreResult:
-    """Score one ``v52_8signals`` config on a snapshot of one of its symbols."""
-    require_symbol(cfg, snap)
-    return evaluate(snap, cfg.params(snap.symbol), KIND, VERSION, cfg.strategy_id, cfg.config_hash, extras)
-
-
-def compile_configs(configs: Sequence[V52Config], symbol: str) -> LegacyBatch:
-    """Parameter arrays of ``v52_8signals`` configs for ``symbol``."""
-    require_symbols(configs, symbol)
-    return compile_params(KIND, VERSION, symbol, [c.strategy_id for c in configs], [c.config_hash for c in configs],
-                          [c.params(symbol) for c in configs])
-
-
-def score_batch(snap: FeatureSnapshot, batch: LegacyBatch, extras: Extras | None = None) -> ScoreBatch:
-    """Score compiled ``v52_8signals`` configs in one vectorised call."""
-    return evaluate_batch(snap, batch, extras)
-
-
-V52: StrategyKind[V52Config, LegacyBatch] = StrategyKind(
-    name=KIND, version=VERSION, config_type=V52Config, capped=False, score=score, compile=compile_configs,
-    score_batch=score_batch, windows=lambda c: ("30m", "4h"),
-)
+V52 = legacy_kind(KIND, VERSION, V52Config)
 register(V52)
