@@ -1,0 +1,1 @@
+"""Binance USD-M protocol knowledge shared by the simulator, the feed client and the venue client."""
