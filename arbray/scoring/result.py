@@ -80,6 +80,10 @@ class ScoreResult:
     missing: tuple[str, ...]
     inputs: Mapping[str, float | None]
     """Raw inputs read (read-only; results of one batch may share it)."""
+    p_calibrated: float | None = None
+    """Calibrated win probability (``arbray.calibration``); None until a calibrator is applied."""
+    calibrator_version: str | None = None
+    """Version of the calibrator that set ``p_calibrated`` (``bootstrap`` on a cold start)."""
 
     @property
     def gate_passed(self) -> bool:
@@ -121,6 +125,8 @@ class ScoreResult:
             "gates": [g.to_dict() for g in self.gates],
             "missing": list(self.missing),
             "inputs": dict(self.inputs),
+            "p_calibrated": self.p_calibrated,
+            "calibrator_version": self.calibrator_version,
         }
 
     @classmethod
@@ -145,6 +151,8 @@ class ScoreResult:
             is_flip_signal=bool(d["is_flip_signal"]),
             missing=tuple(d["missing"]),
             inputs=dict(d["inputs"]),
+            p_calibrated=None if d.get("p_calibrated") is None else float(d["p_calibrated"]),
+            calibrator_version=d.get("calibrator_version"),
         )
 
 

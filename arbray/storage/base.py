@@ -53,13 +53,13 @@ EXPORT_ORDER: dict[str, str] = {
     "positions": "position_id", "fills": "fill_id", "trades": "id", "risk_state": "scope", "risk_events": "id",
     "agg_trades": "symbol, agg_id", "klines": "symbol, interval, open_ms", "funding_rates": "symbol, funding_ms",
     "open_interest": "symbol, ts_ms", "liquidations": "symbol, ts_ms, side, price, qty",
-    "retention_policy": "table_name", "api_credentials": "id",
+    "retention_policy": "table_name", "api_credentials": "id", "score_labels": "event_id", "calibrators": "id",
 }
 """A stable order (the primary key) per table, for export paging."""
 
 SCORE_COLUMNS = ("run_id", "strategy", "kind", "version", "config_hash", "symbol", "ts_ms", "side", "side_allowed",
                  "total", "gate_passed", "block_reason", "tier", "is_entry", "is_flip_signal", "layers", "gates",
-                 "missing", "inputs", "features")
+                 "missing", "inputs", "features", "p_calibrated", "calibrator_version")
 AGG_COLUMNS = AggTrade._fields
 _STATUS_COLUMN: dict[str, str] = {"paused": "paused_ms", "running": "resumed_ms", "deprecated": "deprecated_ms"}
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -106,7 +106,8 @@ def score_row(event: ScoreResult | Mapping[str, Any], run_id: str,
     return (run_id, d["strategy_id"], d["kind"], d["version"], d["config_hash"], d["symbol"], int(d["ts_ms"]),
             d["side"], bool(d["side_allowed"]), float(d["total"]), d["block_reason"] is None, d["block_reason"],
             d["tier"], bool(d["is_entry"]), bool(d["is_flip_signal"]), dumps(list(d["layers"])),
-            dumps(list(d["gates"])), dumps(list(d["missing"])), dumps(dict(d["inputs"])), dumps(feats))
+            dumps(list(d["gates"])), dumps(list(d["missing"])), dumps(dict(d["inputs"])), dumps(feats),
+            d.get("p_calibrated"), d.get("calibrator_version"))
 
 
 class Conn(Protocol):
