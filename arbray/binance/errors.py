@@ -66,6 +66,14 @@ ERRORS: dict[int, ErrorCode] = {
                   "Due to the order could not be filled immediately, the FOK order has been rejected."),
         ErrorCode(-5022, "GTX_ORDER_REJECT", 400, "reject",
                   "Due to the order could not be executed as maker, the Post Only order will be rejected."),
+        ErrorCode(-1115, "INVALID_TIF", 400, "reject", "Invalid timeInForce."),
+        ErrorCode(-1130, "INVALID_PARAMETER", 400, "reject", "Data sent for parameter '%s' is not valid."),
+        ErrorCode(-1136, "INVALID_NEW_ORDER_RESP_TYPE", 400, "reject", "Invalid newOrderRespType."),
+        ErrorCode(-2025, "MAX_OPEN_ORDER_EXCEEDED", 400, "reject", "Reach max open order limit."),
+        ErrorCode(-4001, "PRICE_LESS_THAN_ZERO", 400, "reject", "Price less than 0."),
+        ErrorCode(-4028, "INVALID_LEVERAGE", 400, "reject", "Leverage %s is not valid"),
+        ErrorCode(-4061, "POSITION_SIDE_NOT_MATCH", 400, "reject",
+                  "Order's position side does not match user's setting."),
     )
 }
 

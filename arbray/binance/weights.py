@@ -96,6 +96,8 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         Endpoint("GET", "/fapi/v3/balance", weight=5, signed=True),
         Endpoint("GET", "/fapi/v2/account", weight=5, signed=True),
         Endpoint("GET", "/fapi/v3/account", weight=5, signed=True),
+        Endpoint("POST", "/fapi/v1/leverage", signed=True),
+        Endpoint("GET", "/fapi/v1/income", weight=30, signed=True),
         Endpoint("POST", "/fapi/v1/listenKey"),
         Endpoint("PUT", "/fapi/v1/listenKey"),
         Endpoint("DELETE", "/fapi/v1/listenKey"),
