@@ -1,7 +1,7 @@
 """The replay engine: merge recorded inputs in exchange-time order and emit feature snapshots.
 
 Snapshots are taken at every multiple ``B`` of ``every_ms`` (exchange time) for every symbol seen
-so far, when the first record with time >= ``B`` arrives and before it is applied — so a snapshot
+so far (in symbol-name order), when the first record with time >= ``B`` arrives and before it is applied — so a snapshot
 at ``B`` covers exactly the events before ``B``. Stretches with no input longer than
 ``max_idle_ms`` (e.g. between two recording sessions) are skipped instead of producing thousands
 of identical snapshots; the skip is counted.
@@ -153,8 +153,10 @@ class ReplayEngine:
         return self._finish(last_key)
 
     def _emit(self, t: int) -> None:
-        for sym in self.state.symbols.values():
-            self.on_snapshot(sym.snapshot(t))
+        """Snapshots of every symbol at ``t``, in symbol-name order (the live runtime steps in the same order)."""
+        symbols = self.state.symbols
+        for name in sorted(symbols):
+            self.on_snapshot(symbols[name].snapshot(t))
             self.summary.snapshots_written += 1
 
     def _finish(self, last_key: int | None) -> ReplaySummary:
