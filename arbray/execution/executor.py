@@ -151,13 +151,14 @@ class StrategyExecutor:
             self._track(m)
             self._reap(symbol)
 
-    def on_time(self) -> None:
-        """A clock tick: fire due timers of every machine (not logged when there is none)."""
-        if not self.machines:
+    def on_time(self, symbol: str | None = None) -> None:
+        """A clock tick: fire due timers of every machine, or of ``symbol``'s (not logged when none)."""
+        syms = sorted(self.machines) if symbol is None else [symbol] if symbol in self.machines else []
+        if not syms:
             return
         now = self.clock.now_ms()
-        self.log.append(("time", now, None))
-        for sym in sorted(self.machines):
+        self.log.append(("time", now, symbol))
+        for sym in syms:
             m = self.machines[sym]
             m.on_time(now)
             self._track(m)
@@ -249,7 +250,7 @@ def replay(log: list[LogEntry], executor: StrategyExecutor, set_time: Callable[[
         elif kind == "price":
             executor.on_price(payload[0], payload[1])
         elif kind == "time":
-            executor.on_time()
+            executor.on_time(payload)
         elif kind == "close_all":
             executor.close_all(payload)
     return executor

@@ -6,8 +6,9 @@ three inputs, always in this order per symbol and evaluation boundary ``B``:
 1. ``on_trades(symbol, ts, price, qty)`` — the trades of ``[previous B, B)`` (in any number of
    batches); with the paper venue, numpy finds the next trade at which a working order or a machine
    trigger can act, so quiet trades cost no Python call;
-2. ``begin_boundary(snap)`` — the clock moves to ``B``; due orders arrive, funding settles, timers
-   fire, and the risk engines evaluate (closing what they must);
+2. ``begin_boundary(snap)`` — the clock moves to ``B``; due orders arrive, funding settles, the
+   timers of the symbol's machines fire, and the risk engines of the strategies trading the symbol
+   evaluate (closing what they must);
 3. ``act(snap, results)`` — the entry/flip ``ScoreResult``s of the snapshot become signals for the
    executors, then ``end_boundary(snap)`` records the equity point.
 
@@ -15,6 +16,9 @@ The backtest feeds it from a replay; the PositionManager feeds it the same data 
 batches and Strategy scores, so paper trading on a replayed file equals its backtest (parity). The
 clock is a ``ManualClock`` on exchange time in both. A global ``permission`` (the RiskGuard's, fail
 closed) can veto new entries of every strategy without touching their own risk engines.
+
+A boundary of one symbol touches only the strategies that trade it, so a single-symbol strategy's
+results depend only on its own symbol's inputs, whatever order other symbols' inputs come in.
 """
 
 from __future__ import annotations
@@ -115,6 +119,7 @@ class Trader:
         self.events_processed = 0
         self._last_equity_ts = -1
         self.equity: list[tuple[int, str, float, float]] = []
+        self._by_symbol: dict[str, list[str]] = {}
         for cfg in strategies:
             self.add_strategy(cfg, (balances or {}).get(cfg.strategy_id))
 
@@ -129,12 +134,14 @@ class Trader:
                               _CountingVenue(self.venue, risk), self.clock, gate=self._gate(risk))
         ex.on_close = self._closer(sid, risk, ex)
         self.strategies[sid], self.executors[sid], self.risks[sid] = cfg, ex, risk
+        self._by_symbol.clear()
 
     def update_strategy(self, cfg: StrategyConfig) -> None:
         """A changed config: new exit geometry and rules apply to positions opened from now on."""
         ex = self.executors[cfg.strategy_id]
         ex.rules = rules_for(cfg, self.config, ex.rules.initial_balance)
         self.strategies[cfg.strategy_id] = cfg
+        self._by_symbol.clear()
 
     def _gate(self, risk: RiskEngine) -> Callable[[str, str, float], str | None]:
         def gate(strategy_id: str, symbol: str, notional: float) -> str | None:
@@ -201,8 +208,8 @@ class Trader:
         if paper is not None:
             paper.advance(snap.symbol, t)
             paper.on_funding(snap.symbol, t, snap.mark_price, snap.funding_rate)
-        for ex in self.executors.values():
-            ex.on_time()
+        for sid in self._trading(snap.symbol):
+            self.executors[sid].on_time(snap.symbol)
         if paper is not None:
             paper.advance(snap.symbol, t)
         self._risk(snap)
@@ -247,10 +254,17 @@ class Trader:
             unreal = sum(m.pos.unrealised(m.last_price) - m.pos.fees - m.pos.funding for m in ex.machines.values())
             self.equity.append((t, sid, ex.account.balance, ex.account.balance + unreal))
 
+    def _trading(self, symbol: str) -> list[str]:
+        """Strategies that trade ``symbol``: a boundary of one symbol never touches another's state."""
+        ids = self._by_symbol.get(symbol)
+        if ids is None:
+            ids = self._by_symbol[symbol] = [sid for sid, c in self.strategies.items() if symbol in c.applies_to]
+        return ids
+
     def _risk(self, snap: FeatureSnapshot) -> None:
         now = snap.ts_ms
-        for sid, risk in self.risks.items():
-            ex = self.executors[sid]
+        for sid in self._trading(snap.symbol):
+            risk, ex = self.risks[sid], self.executors[sid]
             if snap.last_trade_ts_ms is not None:
                 risk.on_data(snap.last_trade_ts_ms)
             risk.on_balance(ex.account.balance, ex.account.one_r(ex.rules.risk_fraction))
