@@ -8,7 +8,9 @@ read; booleans are normalised to ``bool``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import hmac
 import re
 import secrets
 import time
@@ -16,6 +18,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
@@ -80,9 +83,35 @@ def dumps(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def hash_token(token: str) -> str:
-    """sha256 hex of an API token: only this is stored."""
-    return hashlib.sha256(token.encode()).hexdigest()
+@dataclass(frozen=True, slots=True)
+class ScryptParams:
+    """scrypt cost parameters; stored in each credential row, so raising them needs no migration."""
+
+    n: int = 2**14
+    r: int = 8
+    p: int = 1
+
+
+DEFAULT_SCRYPT = ScryptParams()
+TOKEN_PATTERN = re.compile(r"^arb_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+"""``arb_<token_id>_<secret>``: 16 hex digits find the row, a 256-bit url-safe secret is verified."""
+CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+LAST_USED_RESOLUTION_MS = 60_000
+"""``last_used_ms`` is stamped at most once a minute per credential, so reads do not write every time."""
+_DUMMY_SALT = bytes(16)
+_NO_HASH = "0" * 64
+
+
+def hash_token(secret: str, salt: bytes, params: ScryptParams = DEFAULT_SCRYPT) -> str:
+    """scrypt hex digest (32 bytes) of a token's secret part: only this and the salt are stored."""
+    return hashlib.scrypt(secret.encode(), salt=salt, n=params.n, r=params.r, p=params.p,
+                          maxmem=256 * params.n * params.r + (1 << 20), dklen=32).hex()
+
+
+def split_token(token: str) -> tuple[str, str] | None:
+    """``(token_id, secret)`` of a well-formed token, else None."""
+    m = TOKEN_PATTERN.match(token)
+    return (m.group(1), m.group(2)) if m else None
 
 
 def decode_row(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,9 +199,22 @@ class Store(Protocol):
     async def insert_liquidations(self, rows: Sequence[Liquidation]) -> None: ...
     async def continuity(self, symbol: str | None = None) -> list[Continuity]: ...
     async def apply_retention(self, ts_ms: int | None = None) -> dict[str, int]: ...
-    async def create_credential(self, name: str, role: Role, ts_ms: int | None = None) -> str: ...
+    async def create_credential(self, name: str, role: Role, ts_ms: int | None = None,
+                                params: ScryptParams = DEFAULT_SCRYPT) -> str: ...
+    async def authenticate_token(self, token: str, ts_ms: int | None = None) -> dict[str, Any] | None: ...
     async def verify_token(self, token: str, ts_ms: int | None = None) -> Role | None: ...
     async def revoke_credential(self, name: str, ts_ms: int | None = None) -> bool: ...
+    async def list_credentials(self) -> list[dict[str, Any]]: ...
+    async def add_strategy_event(self, strategy_id: str, event: str, detail: Mapping[str, Any] | None = None,
+                                 ts_ms: int | None = None) -> None: ...
+    async def add_strategy_balance(self, strategy_id: str, amount: float, ref: str, ts_ms: int | None = None,
+                                   source: str | None = None) -> bool: ...
+    async def restore_strategy(self, strategy_id: str, ts_ms: int | None = None,
+                               reason: str | None = None) -> bool: ...
+    async def pnl_since(self, since_ms: int) -> dict[str, dict[str, Any]]: ...
+    async def execution_kpis(self) -> dict[str, dict[str, Any]]: ...
+    async def risk_events(self, limit: int = 100, cursor: str | None = None) -> Page: ...
+    async def market_history(self, symbol: str, since_ms: int, limit: int = 500) -> dict[str, list[dict[str, Any]]]: ...
     async def latest_scores(self, strategies: Sequence[str] | None = None,
                             run_id: str = LIVE_RUN) -> list[dict[str, Any]]: ...
     async def score_history(self, strategy: str, since_ms: int | None = None, limit: int = 1_000,
@@ -591,31 +633,177 @@ class SqlStore(ABC):
                                              (now - int(p["keep_days"]) * 86_400_000,))
         return out
 
-    # ---- API credentials ----------------------------------------------------------------------
+    # ---- control plane: API credentials, lifecycle writes and read models of the API ----------
 
-    async def create_credential(self, name: str, role: Role, ts_ms: int | None = None) -> str:
-        """Create an API token for ``name`` with ``role``; the token is returned once, only its hash is kept."""
-        token = secrets.token_urlsafe(32)
+    async def create_credential(self, name: str, role: Role, ts_ms: int | None = None,
+                                params: ScryptParams = DEFAULT_SCRYPT) -> str:
+        """Issue a token ``arb_<id>_<secret>`` for ``name`` with ``role``; returned once, only scrypt of the secret
+        is kept. A name is unique among active credentials (``ValueError`` otherwise)."""
+        if not CREDENTIAL_NAME.match(name):
+            raise ValueError(f"credential name {name!r}: 1-64 of A-Z a-z 0-9 _ . @ -, starting alphanumeric")
+        if role not in ("read", "admin"):
+            raise ValueError(f"role must be read or admin, got {role!r}")
+        token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+        salt = secrets.token_bytes(16)
+        digest = await asyncio.to_thread(hash_token, secret, salt, params)
+        async with self.transaction() as c:
+            if await c.fetch("SELECT id FROM api_credentials WHERE name = ? AND revoked_ms IS NULL", (name,)):
+                raise ValueError(f"an active credential named {name!r} exists; revoke it first")
+            await c.execute("INSERT INTO api_credentials (token_id, name, role, kdf, kdf_n, kdf_r, kdf_p, salt, "
+                            "secret_hash, created_ms) VALUES (?, ?, ?, 'scrypt', ?, ?, ?, ?, ?, ?)",
+                            (token_id, name, role, params.n, params.r, params.p, salt.hex(), digest,
+                             now_ms() if ts_ms is None else ts_ms))
+        return f"arb_{token_id}_{secret}"
+
+    async def authenticate_token(self, token: str, ts_ms: int | None = None) -> dict[str, Any] | None:
+        """``{"token_id", "name", "role"}`` of a valid, unrevoked token, else None.
+
+        A well-formed token always costs one scrypt, whether its id exists or not, and the digests
+        are compared in constant time, so timing tells neither which ids exist nor how close a
+        secret was. ``last_used_ms`` is stamped at most once per ``LAST_USED_RESOLUTION_MS``.
+        """
+        parts = split_token(token)
+        if parts is None:
+            return None
+        token_id, secret = parts
         async with self.connection() as c:
-            await c.execute("INSERT INTO api_credentials (name, token_hash, role, created_ms) VALUES (?, ?, ?, ?)",
-                            (name, hash_token(token), role, now_ms() if ts_ms is None else ts_ms))
-        return token
+            rows = await c.fetch("SELECT id, name, role, kdf, kdf_n, kdf_r, kdf_p, salt, secret_hash, last_used_ms, "
+                                 "revoked_ms FROM api_credentials WHERE token_id = ?", (token_id,))
+        row = rows[0] if rows and rows[0]["kdf"] == "scrypt" else None
+        if row is None:
+            salt, params, want = _DUMMY_SALT, DEFAULT_SCRYPT, _NO_HASH
+        else:
+            salt = bytes.fromhex(row["salt"])
+            params = ScryptParams(int(row["kdf_n"]), int(row["kdf_r"]), int(row["kdf_p"]))
+            want = str(row["secret_hash"])
+        got = await asyncio.to_thread(hash_token, secret, salt, params)
+        if not hmac.compare_digest(got, want) or row is None or row["revoked_ms"] is not None:
+            return None
+        ts = now_ms() if ts_ms is None else ts_ms
+        last = row["last_used_ms"]
+        if last is None or ts - int(last) >= LAST_USED_RESOLUTION_MS:
+            async with self.connection() as c:
+                await c.execute("UPDATE api_credentials SET last_used_ms = ? WHERE id = ?", (ts, row["id"]))
+        return {"token_id": token_id, "name": row["name"], "role": row["role"]}
 
     async def verify_token(self, token: str, ts_ms: int | None = None) -> Role | None:
-        """The role of a valid, unrevoked token (stamping its last use), else None."""
-        async with self.connection() as c:
-            rows = await c.fetch("UPDATE api_credentials SET last_used_ms = ? WHERE token_hash = ? "
-                                 "AND revoked_ms IS NULL RETURNING role",
-                                 (now_ms() if ts_ms is None else ts_ms, hash_token(token)))
-        role: Role | None = rows[0]["role"] if rows else None
+        """The role of a valid, unrevoked token, else None (see ``authenticate_token``)."""
+        cred = await self.authenticate_token(token, ts_ms)
+        role: Role | None = None if cred is None else cred["role"]
         return role
 
     async def revoke_credential(self, name: str, ts_ms: int | None = None) -> bool:
-        """Revoke ``name``'s token; False if there is no such active credential."""
+        """Revoke the active credential named ``name`` (or with token id ``name``); False if there is none."""
         async with self.connection() as c:
             return bool(await c.execute("UPDATE api_credentials SET revoked_ms = ? "
-                                        "WHERE name = ? AND revoked_ms IS NULL",
-                                        (now_ms() if ts_ms is None else ts_ms, name)))
+                                        "WHERE (name = ? OR token_id = ?) AND revoked_ms IS NULL",
+                                        (now_ms() if ts_ms is None else ts_ms, name, name)))
+
+    async def list_credentials(self) -> list[dict[str, Any]]:
+        """Every credential without its hash or salt, oldest first."""
+        async with self.connection() as c:
+            rows = await c.fetch("SELECT token_id, name, role, kdf, created_ms, last_used_ms, revoked_ms "
+                                 "FROM api_credentials ORDER BY created_ms, id")
+        return [dict(r) for r in rows]
+
+    async def add_strategy_event(self, strategy_id: str, event: str, detail: Mapping[str, Any] | None = None,
+                                 ts_ms: int | None = None) -> None:
+        """Append a lifecycle event (e.g. ``patched``, ``killed``) to the strategy's history."""
+        async with self.connection() as c:
+            await c.execute("INSERT INTO strategy_events (strategy_id, ts_ms, event, detail) VALUES (?, ?, ?, ?)",
+                            (strategy_id, now_ms() if ts_ms is None else ts_ms, event, dumps(detail)))
+
+    async def add_strategy_balance(self, strategy_id: str, amount: float, ref: str, ts_ms: int | None = None,
+                                   source: str | None = None) -> bool:
+        """Deposit ``amount``: raises both the initial and the current balance (digest §8.1) and logs
+        ``balance_added``, atomically; idempotent per ``ref`` (False when ``ref`` was booked before)."""
+        if not amount > 0:
+            raise ValueError(f"amount must be positive, got {amount}")
+        ts = now_ms() if ts_ms is None else ts_ms
+        async with self.transaction() as c:
+            if not await self._ledger(c, strategy_id, "deposit", float(amount), ts, ref):
+                return False
+            await c.execute("UPDATE strategies SET initial_balance = initial_balance + ?, updated_ms = ? "
+                            "WHERE strategy_id = ?", (float(amount), ts, strategy_id))
+            await c.execute("INSERT INTO strategy_events (strategy_id, ts_ms, event, detail) "
+                            "VALUES (?, ?, 'balance_added', ?)",
+                            (strategy_id, ts, dumps({"amount": float(amount), "ref": ref, "source": source})))
+            return True
+
+    async def restore_strategy(self, strategy_id: str, ts_ms: int | None = None, reason: str | None = None) -> bool:
+        """``deprecated → running`` with its old balance and history, clearing ``deprecated_ms``; False
+        if the strategy is not deprecated (``KeyError`` if it does not exist)."""
+        ts = now_ms() if ts_ms is None else ts_ms
+        async with self.transaction() as c:
+            rows = await c.fetch("SELECT status FROM strategies WHERE strategy_id = ?", (strategy_id,))
+            if not rows:
+                raise KeyError(strategy_id)
+            if rows[0]["status"] != "deprecated":
+                return False
+            await c.execute("UPDATE strategies SET status = 'running', status_changed_ms = ?, resumed_ms = ?, "
+                            "deprecated_ms = NULL, updated_ms = ? WHERE strategy_id = ? AND status = 'deprecated'",
+                            (ts, ts, ts, strategy_id))
+            await c.execute("INSERT INTO strategy_events (strategy_id, ts_ms, event, from_status, to_status, detail) "
+                            "VALUES (?, ?, 'restored', 'deprecated', 'running', ?)",
+                            (strategy_id, ts, dumps({"reason": reason} if reason else None)))
+            return True
+
+    async def pnl_since(self, since_ms: int) -> dict[str, dict[str, Any]]:
+        """Per strategy: trades closed at or after ``since_ms``, their net PnL and net R (the plaza's 24 h PnL)."""
+        async with self.connection() as c:
+            rows = await c.fetch("SELECT strategy_id, COUNT(*) AS trades, SUM(pnl - fees + funding) AS net_pnl, "
+                                 "SUM(r_multiple) AS net_r FROM trades WHERE exit_ms >= ? GROUP BY strategy_id",
+                                 (since_ms,))
+        return {r["strategy_id"]: {"trades": int(r["trades"]), "net_pnl": float(r["net_pnl"] or 0.0),
+                                   "net_r": float(r["net_r"] or 0.0)} for r in rows}
+
+    async def execution_kpis(self) -> dict[str, dict[str, Any]]:
+        """Per strategy: fills and maker share, fees, notional, orders by type and final state, friction in R."""
+        async with self.connection() as c:
+            fills = await c.fetch("SELECT strategy_id, COUNT(*) AS fills, "
+                                  "SUM(CASE WHEN is_maker THEN 1 ELSE 0 END) AS maker_fills, SUM(fee) AS fees, "
+                                  "SUM(price * qty) AS notional FROM fills GROUP BY strategy_id")
+            orders = await c.fetch("SELECT strategy_id, order_type, state, COUNT(*) AS n FROM orders "
+                                   "GROUP BY strategy_id, order_type, state")
+            friction = await c.fetch("SELECT strategy_id, COUNT(*) AS n, SUM(fees / (risk_distance * qty)) AS fees_r "
+                                     "FROM trades WHERE risk_distance > 0 AND qty > 0 GROUP BY strategy_id")
+        out: dict[str, dict[str, Any]] = {}
+
+        def entry(sid: str) -> dict[str, Any]:
+            return out.setdefault(sid, {"fills": 0, "maker_fills": 0, "maker_ratio": None, "fees": 0.0,
+                                        "notional": 0.0, "orders": {}, "orders_total": 0, "fees_r_avg": None})
+
+        for r in fills:
+            e = entry(r["strategy_id"])
+            n, maker = int(r["fills"]), int(r["maker_fills"] or 0)
+            e.update(fills=n, maker_fills=maker, maker_ratio=maker / n if n else None,
+                     fees=float(r["fees"] or 0.0), notional=float(r["notional"] or 0.0))
+        for r in orders:
+            e = entry(r["strategy_id"])
+            by_type = e["orders"].setdefault(r["order_type"], {})
+            by_type[r["state"]] = int(r["n"])
+            e["orders_total"] += int(r["n"])
+        for r in friction:
+            if int(r["n"]):
+                entry(r["strategy_id"])["fees_r_avg"] = float(r["fees_r"] or 0.0) / int(r["n"])
+        return out
+
+    async def risk_events(self, limit: int = 100, cursor: str | None = None) -> Page:
+        """Risk events newest first, keyset-paginated on ``(ts_ms, id)``."""
+        return await self._keyset("risk_events", "ts_ms", {}, [], limit, cursor)
+
+    async def market_history(self, symbol: str, since_ms: int, limit: int = 500) -> dict[str, list[dict[str, Any]]]:
+        """Recorded indicators of ``symbol`` from ``since_ms``, newest first, at most ``limit`` each: funding
+        rates, open interest and liquidations."""
+        async with self.connection() as c:
+            funding = await c.fetch("SELECT funding_ms, rate, mark_price FROM funding_rates WHERE symbol = ? "
+                                    "AND funding_ms >= ? ORDER BY funding_ms DESC LIMIT ?", (symbol, since_ms, limit))
+            oi = await c.fetch("SELECT ts_ms, open_interest, open_interest_value FROM open_interest WHERE symbol = ? "
+                               "AND ts_ms >= ? ORDER BY ts_ms DESC LIMIT ?", (symbol, since_ms, limit))
+            liqs = await c.fetch("SELECT ts_ms, side, price, qty FROM liquidations WHERE symbol = ? AND ts_ms >= ? "
+                                 "ORDER BY ts_ms DESC LIMIT ?", (symbol, since_ms, limit))
+        return {"funding": [dict(r) for r in funding], "open_interest": [dict(r) for r in oi],
+                "liquidations": [dict(r) | {"usd": float(r["price"]) * float(r["qty"])} for r in liqs]}
 
     # ---- read models --------------------------------------------------------------------------
 

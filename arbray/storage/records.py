@@ -13,7 +13,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 OrderSide = Literal["BUY", "SELL"]
 PositionSide = Literal["LONG", "SHORT"]
 StrategyStatus = Literal["running", "paused", "deprecated"]
-Role = Literal["viewer", "operator", "admin"]
+Role = Literal["read", "admin"]
 LIVE_RUN = "live"
 """``run_id`` of live and paper trading; backtests use their own run id."""
 

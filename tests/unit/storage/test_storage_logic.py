@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from arbray.scoring.result import GateResult, LayerScore, ScoreResult
-from arbray.storage.base import SCORE_COLUMNS, decode_row, hash_token, score_row
+from arbray.storage.base import SCORE_COLUMNS, ScryptParams, decode_row, hash_token, score_row
 from arbray.storage.config import StoreConfig, default_dsn, dialect_of, redact, sqlite_path
 from arbray.storage.postgres import to_dollar
 from arbray.storage.records import Continuity, SignalRecord, TradeRecord, coerce
@@ -109,7 +109,9 @@ def test_decode_row_normalises_booleans_and_json() -> None:
 
 
 def test_token_hash_and_continuity_missing() -> None:
-    assert hash_token("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    # RFC 7914 §12 vector (scrypt "password"/"NaCl", N=1024 r=8 p=16), first 32 bytes
+    assert hash_token("password", b"NaCl", ScryptParams(1024, 8, 16)) == (
+        "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b373162")
     assert Continuity("BTCUSDT", 1, 100, 95, ((10, 12), (50, 51))).missing == 5
 
 
