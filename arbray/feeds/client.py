@@ -453,7 +453,8 @@ class MarketFeed:
             if ch.book is not None:
                 books[sym] = {"state": str(ch.book.state), "resyncs": ch.book.resyncs,
                               "last_update_id": ch.book.last_update_id}
-        dups["depthUpdate"] += depth["duplicates"]
+        if depth["duplicates"]:
+            dups["depthUpdate"] += depth["duplicates"]
         cont["held_now"] = sum(ch.trades.held for ch in self.channels.values())
         ws = dict(sorted(self.ws_stats.items()))
         sync = self.booksync.snapshot_stats() if self.booksync is not None else {}
