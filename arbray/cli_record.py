@@ -98,7 +98,8 @@ async def record(args: argparse.Namespace) -> dict[str, Any]:
         "messages": stats["messages"], "rejects": stats["rejects"], "reconnects": stats["reconnects"],
         "rotations": stats["rotations"], "gaps": {k: v for k, v in stats["gaps"].items() if k != "unfillable_ranges"},
         "duplicates_dropped": stats["duplicates_dropped"], "book_resyncs": stats["book"]["resyncs"],
-        "snapshots_fetched": stats["book"]["snapshots_fetched"], "degraded_books": stats["book"]["sync"].get("degraded"),
+        "snapshots_fetched": stats["book"]["snapshots_fetched"],
+        "degraded_books": stats["book"]["sync"].get("degraded"),
         "rest_weight_used_1m": stats["rest_weight_used_1m"], "task_errors": stats["task_errors"],
         "journal": journal,
     }

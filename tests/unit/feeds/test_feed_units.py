@@ -54,7 +54,7 @@ def test_shards_split_at_shard_size_and_by_route() -> None:
     cfg = _cfg(symbols=symbols)
     plans = plan_shards(cfg)
     assert [len(p.streams) for p in plans] == [200, 5]
-    assert sum((list(p.streams) for p in plans), []) == cfg.stream_names()
+    assert [name for p in plans for name in p.streams] == cfg.stream_names()
     routed = plan_shards(_cfg(symbols=("BTCUSDT",), routed=True, global_streams=("!forceOrder@arr",)))
     by_prefix = {p.prefix: p.streams for p in routed}
     assert by_prefix["/public"] == ("btcusdt@depth@100ms", "btcusdt@bookTicker")

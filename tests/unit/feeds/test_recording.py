@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from arbray.feeds.recording import AggTradeTap, RawFileRecorder, message_symbol
-from arbray.replay.readers import open_input
 from arbray.replay.engine import ReplayEngine
+from arbray.replay.readers import open_input
 
 pytestmark = pytest.mark.unit
 
