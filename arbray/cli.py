@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hours of generated BTCUSDT to backtest the presets on (0: skip the backtest)")
     d.add_argument("--backtest-out", default="demo-backtest", help="backtest output folder")
     d.set_defaults(func=_cmd_demo)
+    from arbray.cli_api import register as register_api
     from arbray.cli_backtest import register as register_backtest
     from arbray.cli_screen import register as register_screen
     from arbray.cli_sim import register as register_sim
@@ -150,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_screen(sub)
     register_sim(sub)
     register_storage(sub)
+    register_api(sub)
     return parser
 
 
