@@ -133,6 +133,7 @@ class ForceOrder:
     qty: float
     filled_qty: float
     recv_ns: int = 0
+    event_ms: int = 0  # the message's event time ``E`` (0 when unknown); ``trade_ms`` is the order's ``T``
 
     @property
     def usd(self) -> float:
@@ -160,6 +161,7 @@ class Kline:
     taker_buy_volume: float
     closed: bool
     recv_ns: int = 0
+    event_ms: int = 0  # the stream message's event time ``E`` (0 for files and REST rows)
 
 
 @dataclass(frozen=True, slots=True)

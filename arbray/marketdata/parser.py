@@ -251,7 +251,7 @@ class BinanceParser:
         self._sink(o["s"]).on_event(
             ForceOrder(
                 o["s"], int(o["T"]), side, _pos(o["p"]), _nonneg(o["ap"]), _pos(o["q"]), _nonneg(o["z"]),
-                recv_ns,
+                recv_ns, int(d.get("E") or 0),
             )
         )
 
@@ -264,6 +264,7 @@ class BinanceParser:
             Kline(
                 k.get("s") or d["s"], k["i"], int(k["t"]), int(k["T"]), o, h, low, c,
                 _nonneg(k["v"]), _nonneg(k["q"]), int(k["n"]), _nonneg(k["V"]), bool(k["x"]), recv_ns,
+                int(d.get("E") or 0),
             )
         )
 
