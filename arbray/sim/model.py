@@ -234,6 +234,18 @@ class MarketModel:
         self.regime: Regime = config.initial_regime
         self.trend_sign = 1.0
         self.regime_log: list[tuple[int, Regime]] = [(config.start_ms, self.regime)]
+        # stepping state (see start / advance_to)
+        self._started = False
+        self._n_steps = int(config.hours * HOUR_MS // config.step_ms)
+        self._chunk = max(1, min(self._n_steps, 20_000))
+        self._dt_min = config.step_ms / 60_000.0
+        period = config.funding_interval_h * HOUR_MS
+        self._next_funding = (config.start_ms // period + 1) * period
+        self._next_second = config.start_ms
+        self._done = 0
+        self._chunk_pos = self._chunk_len = 0
+        self._z_mkt = self._u_regime = np.empty(0)
+        self._z_idio = np.empty((len(self.syms), 0))
 
     @property
     def stats(self) -> dict[str, SymbolStats]:
@@ -243,45 +255,80 @@ class MarketModel:
     # ------------------------------------------------------------------ run
     def run(self, sink: MarketSink) -> None:
         """Generate the whole run: one REST snapshot per symbol, then the streams in time order."""
+        self.start(sink)
+        self.advance_to(self.cfg.start_ms + self._n_steps * self.cfg.step_ms - 1, sink)
+
+    def start(self, sink: MarketSink) -> None:
+        """Publish the opening REST snapshot of every symbol; ``advance_to`` then runs the market.
+
+        A started model can run past ``config.hours`` (the live server does): ``hours`` only fixes
+        the size of the random-draw chunks, so ``run()`` stays byte-identical for a seed.
+        """
+        if self._started:
+            raise RuntimeError("the model was already started")
         cfg = self.cfg
-        t0 = cfg.start_ms
         for s in self.syms:
             s.top = self._top(s)
-            sink.snapshot(s.idx, s.update_id, t0, sorted(s.bids.items(), reverse=True)[: cfg.snapshot_levels],
+            sink.snapshot(s.idx, s.update_id, cfg.start_ms, sorted(s.bids.items(), reverse=True)[: cfg.snapshot_levels],
                           sorted(s.asks.items())[: cfg.snapshot_levels])
-        n_steps = int(cfg.hours * HOUR_MS // cfg.step_ms)
-        chunk = max(1, min(n_steps, 20_000))
-        dt_min = cfg.step_ms / 60_000.0
-        period = cfg.funding_interval_h * HOUR_MS
-        next_funding = (t0 // period + 1) * period
-        next_second = t0
-        done = 0
-        while done < n_steps:
-            n = min(chunk, n_steps - done)
-            z_mkt = self.np_rng.standard_normal(n)
-            z_idio = self.np_rng.standard_normal((len(self.syms), n))
-            u_regime = self.np_rng.random(n)
-            for k in range(n):
-                t = t0 + (done + k) * cfg.step_ms
-                self._step_regime(t, float(u_regime[k]), dt_min)
-                vol, drift, rate_mult = self._regime_params()
-                mkt = drift * dt_min + vol * math.sqrt(dt_min) * float(z_mkt[k])
-                second = t >= next_second
+        self._started = True
+
+    @property
+    def next_step_ms(self) -> int:
+        """Market time at which the next step starts (its events are stamped in [t, t + step_ms))."""
+        return self.cfg.start_ms + self._done * self.cfg.step_ms
+
+    def advance_to(self, t_ms: int, sink: MarketSink) -> int:
+        """Run every step whose events are all stamped at or before ``t_ms``; returns steps run."""
+        if not self._started:
+            raise RuntimeError("start(sink) first")
+        cfg = self.cfg
+        step_ms = cfg.step_ms
+        last = (t_ms - cfg.start_ms + 1) // step_ms  # steps [0, last) end at or before t_ms
+        ran = 0
+        while self._done < last:
+            if self._chunk_pos >= self._chunk_len:
+                self._draw_chunk()
+            self._step(sink)
+            ran += 1
+        return ran
+
+    def _draw_chunk(self) -> None:
+        """Market-wide shocks for the next chunk of steps, drawn in one vectorised call each."""
+        left = self._n_steps - self._done
+        n = min(self._chunk, left) if left > 0 else self._chunk
+        self._z_mkt = self.np_rng.standard_normal(n)
+        self._z_idio = self.np_rng.standard_normal((len(self.syms), n))
+        self._u_regime = self.np_rng.random(n)
+        self._chunk_pos, self._chunk_len = 0, n
+
+    def _step(self, sink: MarketSink) -> None:
+        """One model step for every symbol, then the once-per-second processes."""
+        cfg = self.cfg
+        k = self._chunk_pos
+        t = cfg.start_ms + self._done * cfg.step_ms
+        dt_min = self._dt_min
+        self._step_regime(t, float(self._u_regime[k]), dt_min)
+        vol, drift, rate_mult = self._regime_params()
+        mkt = drift * dt_min + vol * math.sqrt(dt_min) * float(self._z_mkt[k])
+        second = t >= self._next_second
+        z_idio = self._z_idio
+        for s in self.syms:
+            sp = s.spec
+            s.log_fair = max(s.log_floor, s.log_fair + sp.beta * mkt
+                             + sp.idio_vol_per_min * math.sqrt(dt_min) * float(z_idio[s.idx, k]))
+            self._step_symbol(s, t, rate_mult, second, sink)
+        if second:
+            self._next_second = (t // 1000 + 1) * 1000
+            if t >= self._next_funding:
                 for s in self.syms:
-                    sp = s.spec
-                    s.log_fair = max(s.log_floor, s.log_fair + sp.beta * mkt
-                                     + sp.idio_vol_per_min * math.sqrt(dt_min) * float(z_idio[s.idx, k]))
-                    self._step_symbol(s, t, rate_mult, second, sink)
-                if second:
-                    next_second = (t // 1000 + 1) * 1000
-                    if t >= next_funding:
-                        for s in self.syms:
-                            s.stats.funding.append((next_funding, s.rate))
-                            s.prem_sum, s.prem_n = 0.0, 0
-                        next_funding += period
-                    for s in self.syms:
-                        self._second(s, t, next_funding, sink)
-            done += n
+                    s.stats.funding.append((self._next_funding, s.rate))
+                    s.prem_sum, s.prem_n = 0.0, 0
+                self._next_funding += cfg.funding_interval_h * HOUR_MS
+            for s in self.syms:
+                self._second(s, t, self._next_funding, sink)
+        self._chunk_pos += 1
+        self._done += 1
 
     # --------------------------------------------------------------- regime
     def _step_regime(self, t: int, u: float, dt_min: float) -> None:
@@ -428,8 +475,12 @@ class MarketModel:
                 for px in far:
                     self._set(s, bid_side, px, 0)
         self._ticker(s, end, sink)
+        self._flush_depth(s, end, sink)
+
+    def _flush_depth(self, s: _Symbol, ms: int, sink: MarketSink) -> None:
+        """Publish the book changes since the last depth update as one diff event."""
         if s.changed_b or s.changed_a:
-            sink.depth(s.idx, end, s.next_first, s.update_id, s.prev_final,
+            sink.depth(s.idx, ms, s.next_first, s.update_id, s.prev_final,
                        sorted(s.changed_b.items(), reverse=True), sorted(s.changed_a.items()))
             s.stats.depth_updates += 1
             s.prev_final = s.update_id
@@ -437,6 +488,35 @@ class MarketModel:
             s.next_first = s.update_id
             s.changed_b.clear()
             s.changed_a.clear()
+
+    def user_take(self, sym: int, ms: int, buy: bool, qty: int, limit: int | None,
+                  sink: MarketSink) -> list[tuple[int, int]]:
+        """A user's taker order between steps: walks the book up to ``limit`` (ticks, inclusive).
+
+        Publishes its trades and bookTickers like model flow, then one depth update at ``ms`` so
+        the published diff chain always describes the book. Never empties a side (as ``_take``).
+        Returns the fills as (price ticks, steps).
+        """
+        s = self.syms[sym]
+        fills: list[tuple[int, int]] = []
+        while qty > 0:
+            book = s.asks if buy else s.bids
+            if len(book) <= 1:
+                break
+            px = s.ba if buy else s.bb
+            if limit is not None and (px > limit if buy else px < limit):
+                break
+            fill = min(qty, book[px])
+            s.trade_id += 1
+            s.stats.trades += 1
+            sink.trade(s.idx, ms, s.trade_id, px, fill, not buy)
+            self._set(s, not buy, px, book[px] - fill)
+            self._ticker(s, ms, sink)
+            qty -= fill
+            fills.append((px, fill))
+            s.oi += fill / s.qscale
+        self._flush_depth(s, ms, sink)
+        return fills
 
     def _maker_op(self, s: _Symbol, ms: int) -> None:
         """One maker add or cancel at a geometric distance from the touch (never crossing)."""

@@ -1,0 +1,320 @@
+"""Replay a recorded file through ``SimExchange`` (the server's replay mode).
+
+Any format ``arbray.replay.readers.open_input`` reads. Recordings of Binance streams (hftbacktest
+collector files, cryptofeed captures, the simulator's own recordings) are replayed message by
+message: every recorded stream message is published again under its recorded stream name with
+its original payload (re-encoded by ``orjson``, which keeps Binance's key order and compact form),
+in file order. The same messages also drive the exchange's state — the book (REST depth is the
+replayed book at its current update id), the aggTrade history (REST aggTrades serves the trades
+replayed so far), klines, mark price and funding — and the streams the file does *not* carry are
+derived from that state (e.g. ``@aggTrade`` from a ``@trade`` recording, one aggTrade per trade with
+``a = f = l = t``; ``@depth@100ms`` conflated from ``@depth@0ms``). CSV sources (Binance public-data
+aggTrades/klines, tardis trades/quotes) carry no payloads; they are converted to the payloads they
+correspond to. Open interest and the long/short ratios are not in any recording: they are the
+exchange's documented synthetic series, driven by the replayed taker flow.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from arbray.marketdata.events import BookTicker, Kline, TradeBatch
+from arbray.replay.readers import Record, open_input
+from arbray.sim.exchange import ExchangeSymbol, MarketSource, SimExchange, _Sink
+from arbray.sim.streams import UnknownStream, parse_stream
+from arbray.symbols import spec_for
+
+PRESCAN_RECORDS = 5_000
+
+
+def _decimals(text: Any) -> int:
+    """Decimals of a Binance number string (``"28145.10"`` → 2)."""
+    if type(text) is not str:
+        return 0
+    _, dot, frac = text.partition(".")
+    return len(frac) if dot else 0
+
+
+def _float_decimals(v: float) -> int:
+    text = repr(float(v))
+    if "e" in text:
+        return 8
+    return min(8, len(text.partition(".")[2].rstrip("0")))
+
+
+class _Scan:
+    """Symbols and the largest price/qty decimals seen for each."""
+
+    def __init__(self) -> None:
+        self.price: Counter[str] = Counter()
+        self.qty: Counter[str] = Counter()
+        self.order: dict[str, None] = {}
+
+    def see(self, sym: str, price: Any, qty: Any) -> None:
+        self.order.setdefault(sym, None)
+        self.price[sym] = max(self.price[sym], _decimals(price))
+        self.qty[sym] = max(self.qty[sym], _decimals(qty))
+
+    def see_float(self, sym: str, price: float, qty: float) -> None:
+        self.order.setdefault(sym, None)
+        self.price[sym] = max(self.price[sym], _float_decimals(price))
+        self.qty[sym] = max(self.qty[sym], _float_decimals(qty))
+
+    def payload(self, d: Any, hint: str | None) -> None:
+        if type(d) is list:
+            for item in d:
+                self.payload(item, hint)
+            return
+        if type(d) is not dict:
+            return
+        if "stream" in d:
+            self.payload(d.get("data"), hint)
+            return
+        if "lastUpdateId" in d and "bids" in d:
+            sym = d.get("s") or d.get("symbol") or hint
+            for levels in (d.get("bids") or [])[:50], (d.get("asks") or [])[:50]:
+                for lv in levels:
+                    if sym and isinstance(lv, list) and len(lv) == 2:
+                        self.see(str(sym).upper(), lv[0], lv[1])
+            return
+        e = d.get("e")
+        if e in ("trade", "aggTrade"):
+            self.see(d["s"], d.get("p"), d.get("q"))
+        elif e == "bookTicker":
+            self.see(d["s"], d.get("b"), d.get("B"))
+        elif e == "depthUpdate":
+            for lv in (d.get("b") or [])[:5]:
+                self.see(d["s"], lv[0], lv[1])
+        elif e == "markPriceUpdate" and d.get("s"):
+            self.order.setdefault(d["s"], None)
+
+
+class ReplaySource(MarketSource):
+    """A recorded file as the exchange's market source (see the module docstring)."""
+
+    mode = "replay"
+
+    def __init__(self, path: str | Path, symbols: Sequence[str] = ()) -> None:
+        self.path = Path(path)
+        scan = _Scan()
+        for s in symbols:
+            scan.order.setdefault(s, None)
+        for _, _, payload in itertools.islice(open_input(self.path), PRESCAN_RECORDS):
+            self._scan(scan, payload)
+        self.symbols = tuple(self._spec(scan, s) for s in scan.order)
+        self.counts: Counter[str] = Counter()
+        self._ex: SimExchange | None = None
+        self._it: Iterator[Record] | None = None
+        self._peek: Record | None = None
+        self._index: dict[str, int] = {}
+        self._scale: list[tuple[int, int]] = []
+        self._stream_kind: dict[str, str | None] = {}
+        self.finished = False
+
+    @staticmethod
+    def _scan(scan: _Scan, payload: Any) -> None:
+        if type(payload) is tuple:
+            scan.payload(payload[0], payload[2])
+        elif isinstance(payload, TradeBatch) and len(payload):
+            scan.see_float(payload.symbol, float(payload.rows["price"][0]), float(payload.rows["qty"][0]))
+        elif isinstance(payload, BookTicker):
+            scan.see_float(payload.symbol, payload.bid, payload.bid_qty)
+        elif isinstance(payload, Kline):
+            scan.see_float(payload.symbol, payload.open, 1.0)
+
+    @staticmethod
+    def _spec(scan: _Scan, sym: str) -> ExchangeSymbol:
+        known = spec_for(sym)
+        pd = scan.price.get(sym) or known.price_decimals or 2
+        qd = scan.qty.get(sym) or known.qty_decimals or 3
+        return ExchangeSymbol(sym, pd, qd, known.min_notional_usd)
+
+    # ---------------------------------------------------------- MarketSource
+    def start(self, ex: SimExchange, sink: _Sink) -> int:
+        self._ex = ex
+        self._it = open_input(self.path)
+        self._peek = next(self._it, None)
+        return self._peek[0] if self._peek is not None else 0
+
+    def _register(self, ex: SimExchange) -> None:
+        for s in ex.symbols:
+            if s not in self._index:
+                i = self._index[s] = len(self._scale)
+                spec = ex.spec(s)
+                self._scale.append((10**spec.price_decimals, 10**spec.qty_decimals))
+                assert i == ex._by_name[s].idx
+
+    def advance_to(self, t_ms: int) -> None:
+        ex, it = self._ex, self._it
+        assert ex is not None and it is not None
+        if len(self._index) != len(ex.symbols):
+            self._register(ex)
+        peek = self._peek
+        while peek is not None and peek[0] <= t_ms:
+            ex._clock_to(peek[0])
+            self._dispatch(peek[2])
+            peek = next(it, None)
+        self._peek = peek
+        if peek is None:
+            self.finished = True
+        ex._clock_to(t_ms + 1)
+
+    def take(self, sym: int, ms: int, buy: bool, qty: int, limit: int | None) -> list[tuple[int, int]]:
+        raise NotImplementedError("replay takes are filled by the exchange against the replayed book")
+
+    def stats(self) -> dict[str, Any]:
+        return {"file": str(self.path), "finished": self.finished, **dict(self.counts)}
+
+    # ---------------------------------------------------------- dispatch
+    def _sym(self, name: str, price: Any = None, qty: Any = None) -> int:
+        i = self._index.get(name)
+        if i is None:
+            ex = self._ex
+            assert ex is not None
+            spec = spec_for(name)
+            pd = _decimals(price) if type(price) is str else (spec.price_decimals or 2)
+            qd = _decimals(qty) if type(qty) is str else (spec.qty_decimals or 3)
+            ex.add_symbol(ExchangeSymbol(name, pd, qd, spec.min_notional_usd))
+            self._register(ex)
+            i = self._index[name]
+        return i
+
+    def _kind(self, name: str) -> str | None:
+        kind = self._stream_kind.get(name, "")
+        if kind == "":
+            ex = self._ex
+            assert ex is not None
+            sym = name.partition("@")[0].upper()
+            if not name.startswith("!") and sym not in self._index:
+                self._sym(sym)
+            try:
+                kind = parse_stream(name, self._index).kind
+            except UnknownStream:
+                kind = None
+            self._stream_kind[name] = kind
+        return kind
+
+    def _dispatch(self, payload: Any) -> None:
+        ex = self._ex
+        assert ex is not None
+        self.counts["records"] += 1
+        try:
+            if type(payload) is tuple:
+                obj, _, hint = payload
+                if obj is None:
+                    self.counts["undecodable"] += 1
+                    return
+                if type(obj) is dict and "stream" in obj:
+                    name = obj["stream"]
+                    data = obj.get("data")
+                    kind = self._kind(name) if type(name) is str else None
+                    if kind is not None:
+                        ex.publish_recorded(name, kind, orjson.dumps(data))
+                    diff = kind == "depth"
+                    self._apply(data, hint, diff)
+                else:
+                    self._apply(obj, hint, True)
+            elif isinstance(payload, TradeBatch):
+                self._trades(payload)
+            elif isinstance(payload, BookTicker):
+                i = self._sym(payload.symbol)
+                ps, qs = self._scale[i]
+                ex._on_book_ticker(i, payload.transact_ms, max(payload.update_id, 0), round(payload.bid * ps),
+                                   round(payload.bid_qty * qs), round(payload.ask * ps), round(payload.ask_qty * qs))
+            elif isinstance(payload, Kline):
+                i = self._sym(payload.symbol)
+                ps, qs = self._scale[i]
+                row = [payload.open_ms, round(payload.open * ps), round(payload.high * ps), round(payload.low * ps),
+                       round(payload.close * ps), round(payload.volume * qs), round(payload.quote_volume * ps * qs),
+                       payload.trades, round(payload.taker_buy_volume * qs), 0, -1, -1]
+                ex._on_kline(i, payload.interval, row, payload.closed, payload.close_ms)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            self.counts[f"bad:{type(exc).__name__}"] += 1
+
+    def _trades(self, batch: TradeBatch) -> None:
+        ex = self._ex
+        assert ex is not None
+        i = self._sym(batch.symbol)
+        ps, qs = self._scale[i]
+        for ts, tid, px, qty, ibm in zip(batch.rows["ts_ms"].tolist(), batch.rows["trade_id"].tolist(),
+                                         batch.rows["price"].tolist(), batch.rows["qty"].tolist(),
+                                         batch.rows["is_buyer_maker"].tolist(), strict=True):
+            agg = tid if tid >= 0 else None
+            ident = tid if tid >= 0 else ex._by_name[batch.symbol].next_agg
+            ex._on_trade(i, ts, agg, ident, ident, round(px * ps), round(qty * qs), bool(ibm))
+
+    def _levels(self, i: int, raw: Any) -> list[tuple[int, int]]:
+        ps, qs = self._scale[i]
+        return [(round(float(p) * ps), round(float(q) * qs)) for p, q in raw]
+
+    def _apply(self, d: Any, hint: str | None, diff: bool) -> None:
+        """Update the exchange from one recorded payload (a dict, an array or a REST snapshot)."""
+        ex = self._ex
+        assert ex is not None
+        if type(d) is list:
+            for item in d:
+                self._apply(item, hint, diff)
+            return
+        if type(d) is not dict:
+            self.counts["not_an_object"] += 1
+            return
+        e = d.get("e")
+        if e is None and "lastUpdateId" in d and "bids" in d:
+            sym = d.get("s") or d.get("symbol") or hint
+            if not sym:
+                self.counts["snapshot_without_symbol"] += 1
+                return
+            bids, asks = d["bids"], d["asks"]
+            i = self._sym(str(sym).upper(), bids[0][0] if bids else None, bids[0][1] if bids else None)
+            ex._on_snapshot(i, int(d["lastUpdateId"]), int(d.get("T") or d.get("E") or 0),
+                            self._levels(i, bids), self._levels(i, asks))
+            self.counts["snapshots"] += 1
+            return
+        if e == "trade" or e == "aggTrade":
+            p, q = d["p"], d["q"]
+            i = self._sym(d["s"], p, q)
+            ps, qs = self._scale[i]
+            if e == "trade":
+                ex._on_trade(i, int(d["T"]), int(d["t"]), int(d["t"]), int(d["t"]), round(float(p) * ps),
+                             round(float(q) * qs), d["m"] is True)
+            else:
+                ex._on_trade(i, int(d["T"]), int(d["a"]), int(d["f"]), int(d["l"]), round(float(p) * ps),
+                             round(float(q) * qs), d["m"] is True)
+        elif e == "depthUpdate":
+            if not diff:
+                return  # a partial book (@depth5/10/20) is a top-N picture, not a diff
+            i = self._sym(d["s"])
+            ex._on_depth(i, int(d.get("T") or d["E"]), int(d["U"]), int(d["u"]), int(d["pu"]),
+                         self._levels(i, d["b"]), self._levels(i, d["a"]))
+        elif e == "bookTicker":
+            i = self._sym(d["s"], d["b"], d["B"])
+            ps, qs = self._scale[i]
+            ex._on_book_ticker(i, int(d.get("T") or d["E"]), int(d["u"]), round(float(d["b"]) * ps),
+                               round(float(d["B"]) * qs), round(float(d["a"]) * ps), round(float(d["A"]) * qs))
+        elif e == "markPriceUpdate":
+            i = self._sym(d["s"])
+            ex._on_mark(i, int(d["E"]), float(d["p"]), float(d.get("i") or d["p"]), float(d.get("r") or 0.0),
+                        int(d.get("T") or 0))
+        elif e == "forceOrder":
+            o = d["o"]
+            i = self._sym(o["s"], o["p"], o["q"])
+            ps, qs = self._scale[i]
+            ex._on_force(i, int(o["T"]), o["S"] == "SELL", round(float(o["p"]) * ps), round(float(o["ap"]) * ps),
+                         round(float(o["z"] or o["q"]) * qs))
+        elif e == "kline":
+            k = d["k"]
+            i = self._sym(d["s"])
+            ps, qs = self._scale[i]
+            row = [int(k["t"]), round(float(k["o"]) * ps), round(float(k["h"]) * ps), round(float(k["l"]) * ps),
+                   round(float(k["c"]) * ps), round(float(k["v"]) * qs), round(float(k["q"]) * ps * qs),
+                   int(k["n"]), round(float(k["V"]) * qs), round(float(k["Q"]) * ps * qs), int(k.get("f", -1)),
+                   int(k.get("L", -1))]
+            ex._on_kline(i, k["i"], row, bool(k["x"]), int(d["E"]))
+        else:
+            self.counts[f"unknown_event:{e}"] += 1
