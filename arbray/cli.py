@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_demo)
     from arbray.cli_api import register as register_api
     from arbray.cli_backtest import register as register_backtest
+    from arbray.cli_calibration import register as register_calibration
     from arbray.cli_screen import register as register_screen
     from arbray.cli_sim import register as register_sim
     from arbray.cli_storage import register as register_storage
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_sim(sub)
     register_storage(sub)
     register_api(sub)
+    register_calibration(sub)
     return parser
 
 

@@ -64,6 +64,13 @@ SCORE_COLUMNS = ("run_id", "strategy", "kind", "version", "config_hash", "symbol
                  "total", "gate_passed", "block_reason", "tier", "is_entry", "is_flip_signal", "layers", "gates",
                  "missing", "inputs", "features", "p_calibrated", "calibrator_version")
 AGG_COLUMNS = AggTrade._fields
+LABEL_COLUMNS = ("event_id", "status", "entry_price", "atr", "y_binary_30m", "y_binary_60m", "y_return_15m",
+                 "y_return_30m", "y_return_60m", "mfe_r_60m", "mae_r_60m", "first_hit", "first_hit_ms",
+                 "price_source", "data_source", "label_version", "labelled_ms")
+"""``score_labels`` columns in the order ``insert_score_labels`` takes them (``arbray.calibration.labels``)."""
+CALIBRATOR_COLUMNS = ("strategy", "version", "method", "score_field", "label", "n_samples", "n_wins", "params",
+                      "metrics", "train_from_ms", "train_to_ms", "created_ms", "active")
+"""``calibrators`` columns ``insert_calibrator`` writes (``arbray.calibration.calibrators``)."""
 _STATUS_COLUMN: dict[str, str] = {"paused": "paused_ms", "running": "resumed_ms", "deprecated": "deprecated_ms"}
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 _TABLE_EXISTS: dict[Dialect, str] = {
@@ -229,6 +236,24 @@ class Store(Protocol):
     async def strategy_stats(self, strategy_id: str) -> dict[str, Any]: ...
     async def strategy_cards(self, status: StrategyStatus | None = None) -> list[dict[str, Any]]: ...
     def export_rows(self, table: str, page_size: int = 5_000) -> AsyncIterator[dict[str, Any]]: ...
+    # ---- calibration (arbray.calibration): labels, calibrators, their inputs ----
+    async def unlabelled_score_events(self, max_ts_ms: int, after_id: int = 0, limit: int = 5_000,
+                                      strategy: str | None = None, run_id: str | None = None,
+                                      label_version: str | None = None) -> list[dict[str, Any]]: ...
+    async def insert_score_labels(self, rows: Sequence[Sequence[Any]]) -> int: ...
+    async def labelled_events(self, strategy: str | None = None, run_id: str | None = None,
+                              since_ms: int | None = None, until_ms: int | None = None,
+                              with_details: bool = False) -> list[dict[str, Any]]: ...
+    async def label_counts(self) -> dict[str, int]: ...
+    async def score_events_at(self, run_id: str, strategy: str, symbol: str,
+                              ts_list: Sequence[int]) -> list[dict[str, Any]]: ...
+    async def agg_trade_prices(self, symbol: str, from_ms: int, to_ms: int) -> tuple[list[int], list[float]]: ...
+    async def kline_bars(self, symbol: str, interval: str, from_ms: int, to_ms: int) -> list[dict[str, Any]]: ...
+    async def market_data_end(self, kline_interval: str = "1m") -> dict[str, int]: ...
+    async def insert_calibrator(self, rec: Mapping[str, Any]) -> bool: ...
+    async def calibrators(self, strategy: str | None = None, active_only: bool = False) -> list[dict[str, Any]]: ...
+    async def set_calibrator_active(self, version: str, active: bool) -> bool: ...
+    async def calibration_state(self) -> str: ...
 
 
 class SqlStore(ABC):
@@ -964,3 +989,144 @@ class SqlStore(ABC):
                     "ts_ms", "symbol", "total", "side", "tier", "gate_passed", "block_reason", "is_entry")},
             })
         return cards
+
+    # ---- calibration (arbray.calibration): labels, calibrators, their inputs ------------------
+
+    async def unlabelled_score_events(self, max_ts_ms: int, after_id: int = 0, limit: int = 5_000,
+                                      strategy: str | None = None, run_id: str | None = None,
+                                      label_version: str | None = None) -> list[dict[str, Any]]:
+        """Score events at or before ``max_ts_ms`` with no label (or, given ``label_version``, with a
+        label of another version), in id order after ``after_id``: id, run, strategy, symbol, time,
+        side, features and inputs."""
+        conds = ["e.id > ?", "e.ts_ms <= ?"]
+        args: list[Any] = [after_id, max_ts_ms]
+        if label_version is None:
+            conds.append("l.event_id IS NULL")
+        else:
+            conds.append("(l.event_id IS NULL OR l.label_version <> ?)")
+            args.append(label_version)
+        for col, val in (("e.strategy", strategy), ("e.run_id", run_id)):
+            if val is not None:
+                conds.append(f"{col} = ?")
+                args.append(val)
+        async with self.connection() as c:
+            rows = await c.fetch("SELECT e.id, e.run_id, e.strategy, e.symbol, e.ts_ms, e.side, e.features, e.inputs "
+                                 "FROM score_events e LEFT JOIN score_labels l ON l.event_id = e.id "
+                                 f"WHERE {' AND '.join(conds)} ORDER BY e.id LIMIT ?", (*args, limit))
+        return [decode_row(r) for r in rows]
+
+    async def insert_score_labels(self, rows: Sequence[Sequence[Any]]) -> int:
+        """Store labels (``LABEL_COLUMNS`` tuples); a label already stored for an event is replaced."""
+        if not rows:
+            return 0
+        cols = ", ".join(LABEL_COLUMNS)
+        sets = ", ".join(f"{c} = excluded.{c}" for c in LABEL_COLUMNS[1:])
+        async with self.transaction() as c:
+            await c.executemany(f"INSERT INTO score_labels ({cols}) VALUES ({', '.join('?' * len(LABEL_COLUMNS))}) "
+                                f"ON CONFLICT (event_id) DO UPDATE SET {sets}", rows)
+        return len(rows)
+
+    async def labelled_events(self, strategy: str | None = None, run_id: str | None = None,
+                              since_ms: int | None = None, until_ms: int | None = None,
+                              with_details: bool = False) -> list[dict[str, Any]]:
+        """Score events joined with their labels, oldest first; ``with_details`` adds layers, inputs, features."""
+        conds: list[str] = []
+        args: list[Any] = []
+        for cond, val in (("e.strategy = ?", strategy), ("e.run_id = ?", run_id), ("e.ts_ms >= ?", since_ms),
+                          ("e.ts_ms < ?", until_ms)):
+            if val is not None:
+                conds.append(cond)
+                args.append(val)
+        where = f"WHERE {' AND '.join(conds)}" if conds else ""
+        extra = ", e.layers, e.inputs, e.features" if with_details else ""
+        async with self.connection() as c:
+            rows = await c.fetch(
+                "SELECT e.id, e.run_id, e.strategy, e.kind, e.symbol, e.ts_ms, e.side, e.total, e.gate_passed, "
+                "e.block_reason, e.tier, e.is_entry, e.is_flip_signal, e.p_calibrated, e.calibrator_version, "
+                f"{', '.join('l.' + c for c in LABEL_COLUMNS[1:])}{extra} FROM score_events e "
+                f"JOIN score_labels l ON l.event_id = e.id {where} ORDER BY e.ts_ms, e.id", args)
+        return [decode_row(r) for r in rows]
+
+    async def label_counts(self) -> dict[str, int]:
+        """Stored labels per status."""
+        async with self.connection() as c:
+            rows = await c.fetch("SELECT status, COUNT(*) AS n FROM score_labels GROUP BY status ORDER BY status")
+        return {r["status"]: int(r["n"]) for r in rows}
+
+    async def score_events_at(self, run_id: str, strategy: str, symbol: str,
+                              ts_list: Sequence[int]) -> list[dict[str, Any]]:
+        """The score events of one strategy (config id) and symbol in ``run_id`` at the given times."""
+        out: list[dict[str, Any]] = []
+        wanted = sorted(set(int(t) for t in ts_list))
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i: i + 500]
+            async with self.connection() as c:
+                rows = await c.fetch(f"SELECT * FROM score_events WHERE run_id = ? AND strategy = ? AND symbol = ? "
+                                     f"AND ts_ms IN ({', '.join('?' * len(chunk))}) ORDER BY ts_ms",
+                                     (run_id, strategy, symbol, *chunk))
+            out += [decode_row(r) for r in rows]
+        return out
+
+    async def agg_trade_prices(self, symbol: str, from_ms: int, to_ms: int) -> tuple[list[int], list[float]]:
+        """``(time_ms, price)`` columns of the stored aggTrades of ``[from_ms, to_ms)`` in trade order."""
+        async with self.connection() as c:
+            rows = await c.fetch("SELECT time_ms, price FROM agg_trades WHERE symbol = ? AND time_ms >= ? "
+                                 "AND time_ms < ? ORDER BY time_ms, agg_id", (symbol, from_ms, to_ms))
+        return [int(r["time_ms"]) for r in rows], [float(r["price"]) for r in rows]
+
+    async def kline_bars(self, symbol: str, interval: str, from_ms: int, to_ms: int) -> list[dict[str, Any]]:
+        """Stored candles of ``interval`` opening in ``[from_ms, to_ms)``, oldest first."""
+        async with self.connection() as c:
+            return await c.fetch("SELECT open_ms, close_ms, open, high, low, close FROM klines WHERE symbol = ? "
+                                 "AND interval = ? AND open_ms >= ? AND open_ms < ? ORDER BY open_ms",
+                                 (symbol, interval, from_ms, to_ms))
+
+    async def market_data_end(self, kline_interval: str = "1m") -> dict[str, int]:
+        """Per symbol, the latest time the stored aggTrades or ``kline_interval`` candles reach."""
+        async with self.connection() as c:
+            trades = await c.fetch("SELECT symbol, MAX(time_ms) AS t FROM agg_trades GROUP BY symbol")
+            bars = await c.fetch("SELECT symbol, MAX(close_ms) AS t FROM klines WHERE interval = ? GROUP BY symbol",
+                                 (kline_interval,))
+        out: dict[str, int] = {}
+        for r in [*trades, *bars]:
+            out[r["symbol"]] = max(out.get(r["symbol"], 0), int(r["t"]))
+        return out
+
+    async def insert_calibrator(self, rec: Mapping[str, Any]) -> bool:
+        """Store a calibrator row (``CALIBRATOR_COLUMNS``); False if that version is already stored."""
+        row = [rec.get(c) for c in CALIBRATOR_COLUMNS]
+        row[CALIBRATOR_COLUMNS.index("params")] = dumps(dict(rec["params"]))
+        row[CALIBRATOR_COLUMNS.index("metrics")] = dumps(rec.get("metrics"))
+        row[CALIBRATOR_COLUMNS.index("active")] = bool(rec.get("active", True))
+        async with self.connection() as c:
+            return bool(await c.execute(
+                f"INSERT INTO calibrators ({', '.join(CALIBRATOR_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(CALIBRATOR_COLUMNS))}) ON CONFLICT (version) DO NOTHING", row))
+
+    async def calibrators(self, strategy: str | None = None, active_only: bool = False) -> list[dict[str, Any]]:
+        """Stored calibrators (of one strategy, optionally only active ones), oldest first."""
+        conds = [c for c, on in (("strategy = ?", strategy is not None), ("active = ?", active_only)) if on]
+        args = [a for a, on in ((strategy, strategy is not None), (True, active_only)) if on]
+        where = f"WHERE {' AND '.join(conds)}" if conds else ""
+        async with self.connection() as c:
+            rows = await c.fetch(f"SELECT * FROM calibrators {where} ORDER BY id", args)
+        out = [decode_row(r) for r in rows]
+        for r in out:
+            r["active"] = bool(r["active"])
+            for k in ("params", "metrics"):
+                if isinstance(r[k], str):
+                    r[k] = orjson.loads(r[k])
+        return out
+
+    async def set_calibrator_active(self, version: str, active: bool) -> bool:
+        """(De)activate a stored calibrator; False if no such version."""
+        async with self.connection() as c:
+            return bool(await c.execute("UPDATE calibrators SET active = ? WHERE version = ?", (active, version)))
+
+    async def calibration_state(self) -> str:
+        """A token that changes whenever a calibrator is stored or (de)activated (cheap to poll)."""
+        async with self.connection() as c:
+            r = (await c.fetch("SELECT COALESCE(MAX(id), 0) AS m, "
+                               "COALESCE(SUM(CASE WHEN active THEN 1 ELSE 0 END), 0) AS n, "
+                               "COALESCE(SUM(CASE WHEN active THEN id ELSE 0 END), 0) AS s FROM calibrators"))[0]
+        return f"{int(r['m'])}:{int(r['n'])}:{int(r['s'])}"

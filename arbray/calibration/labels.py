@@ -1,0 +1,473 @@
+"""Outcome labels of score events, computed from the market data after each event.
+
+For an event at ``t`` with side ``s`` (+1 LONG, −1 SHORT), entry price ``p0`` (the last price
+observed before ``t``, exactly the snapshot's price for the trade source) and the snapshot's ATR:
+
+- ``y_binary_30m`` / ``y_binary_60m``: 1 iff ``p0 + s × target_atr × ATR`` is touched before any
+  touch of ``p0 − s × stop_atr × ATR``, chronologically, within 30 / 60 minutes, else 0;
+- ``y_return_15m/30m/60m``: ``s × (p(t + h) / p0 − 1)`` with ``p(t + h)`` the last price before
+  ``t + h`` (raw long-direction returns for events without a side);
+- ``mfe_r_60m`` / ``mae_r_60m``: the largest favourable / adverse excursion within 60 minutes in R,
+  with 1R = ``stop_atr × ATR``; both ≥ 0.
+
+Prices are trades (the recording's trades or the journal's ``agg_trades``) or mark prices (a
+recording's ``markPrice`` stream), as configured; 1-minute klines are the fallback when a symbol has
+no trades — a bar's high and low are then touched at its open time, and a bar that touches both
+barriers counts as the stop (the conservative reading). Windows are half-open ``[t, t + h)`` on
+exchange time, like the feature windows.
+
+An event is labelled once the data covers ``t + 60 min``; until then it stays pending. An event that
+can be labelled only in part gets a row whose ``status`` says why the rest is NULL: ``no_side``,
+``no_atr``, ``no_price`` (nothing traded before it) or ``gap`` (no price for more than
+``max_gap_ms`` around or inside the window), so a backfill never retries it and nothing is lost.
+Barrier searches use per-block maxima, so labelling costs O(window / block + block) per event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import Field
+
+from arbray.clock import Clock, SystemClock
+from arbray.marketdata.events import Event, Kline, MarkPrice, TradeBatch
+from arbray.marketdata.parser import BinanceParser
+from arbray.replay.readers import open_input
+from arbray.scoring.config import FrozenModel, canonical_json
+from arbray.storage.base import Store
+
+MINUTE_MS = 60_000
+PriceSource = Literal["trade", "mark"]
+DataSource = Literal["recording", "agg_trades", "klines"]
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+class LabelConfig(FrozenModel):
+    """What a label means: price source, barrier multiples of the snapshot ATR, tolerated data gaps."""
+
+    price_source: PriceSource = Field("trade", description="trade prices or the markPrice stream")
+    target_atr: float = Field(2.0, gt=0, le=20, description="win barrier: this many ATR in the event's direction")
+    stop_atr: float = Field(1.0, gt=0, le=20, description="loss barrier (and 1R): this many ATR against it")
+    max_gap_ms: int = Field(300_000, ge=1_000, le=3_600_000, description="longest tolerated stretch without a price")
+    kline_interval: str = Field("1m", pattern=r"^\d+[mh]$", description="journal klines used without agg_trades")
+
+    @property
+    def version(self) -> str:
+        """``lbl-<sha12>`` of the config: stored with each label so a changed definition is detectable."""
+        return "lbl-" + hashlib.sha256(canonical_json(self.model_dump(mode="json")).encode()).hexdigest()[:12]
+
+    def spec(self) -> LabelSpec:
+        """The label geometry with the standard horizons (30/60 min binary, 15/30/60 min returns)."""
+        return LabelSpec(self.target_atr, self.stop_atr, self.max_gap_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSpec:
+    """Barriers, gap tolerance and horizons (ms); the stored columns use the default horizons."""
+
+    target_atr: float
+    stop_atr: float
+    max_gap_ms: int
+    binary_ms: tuple[int, int] = (30 * MINUTE_MS, 60 * MINUTE_MS)
+    return_ms: tuple[int, int, int] = (15 * MINUTE_MS, 30 * MINUTE_MS, 60 * MINUTE_MS)
+    excursion_ms: int = 60 * MINUTE_MS
+
+    @property
+    def horizon_ms(self) -> int:
+        """How far after an event the data must reach before it can be labelled."""
+        return max(*self.binary_ms, *self.return_ms, self.excursion_ms)
+
+
+class LabelEvent(NamedTuple):
+    """What labelling needs of a score event."""
+
+    event_id: int
+    symbol: str
+    ts_ms: int
+    side: int
+    atr: float | None
+
+
+class Label(NamedTuple):
+    """One ``score_labels`` row (without the config-level columns)."""
+
+    event_id: int
+    status: str
+    entry_price: float | None
+    atr: float | None
+    y_binary_30m: int | None
+    y_binary_60m: int | None
+    y_return_15m: float | None
+    y_return_30m: float | None
+    y_return_60m: float | None
+    mfe_r_60m: float | None
+    mae_r_60m: float | None
+    first_hit: str | None
+    first_hit_ms: int | None
+
+
+class _BlockMax:
+    """Range maximum and first index reaching a threshold, via per-block maxima."""
+
+    def __init__(self, v: FloatArray, block: int = 256) -> None:
+        self.v, self.block = v, block
+        nb = -(-v.size // block)
+        pad = np.full(nb * block, -np.inf)
+        pad[: v.size] = v
+        self.bmax: FloatArray = pad.reshape(nb, block).max(axis=1) if nb else np.zeros(0)
+
+    def max(self, a: int, b: int) -> float:
+        """``max(v[a:b])`` (−inf when empty)."""
+        if a >= b:
+            return -math.inf
+        bs = self.block
+        ba, bb = -(-a // bs), b // bs
+        if ba >= bb:
+            return float(self.v[a:b].max())
+        parts = [self.bmax[ba:bb].max()]
+        if a < ba * bs:
+            parts.append(self.v[a: ba * bs].max())
+        if bb * bs < b:
+            parts.append(self.v[bb * bs: b].max())
+        return float(max(parts))
+
+    def first_ge(self, a: int, b: int, thr: float) -> int:
+        """The first index ``i`` in ``[a, b)`` with ``v[i] >= thr``, else ``b``."""
+        if a >= b:
+            return b
+        v, bs = self.v, self.block
+        head = min(b, (a // bs + 1) * bs)
+        hit = v[a:head] >= thr
+        if hit.any():
+            return a + int(hit.argmax())
+        ba, bb = head // bs, b // bs
+        if ba < bb:
+            blk = self.bmax[ba:bb] >= thr
+            if blk.any():
+                j = (ba + int(blk.argmax())) * bs
+                return j + int((v[j: j + bs] >= thr).argmax())
+        tail = max(head, bb * bs)
+        hit = v[tail:b] >= thr
+        return tail + int(hit.argmax()) if hit.any() else b
+
+
+@dataclass
+class PricePath:
+    """One symbol's prices in time order: trades/marks (``hi = lo = close``) or bars (``ts`` = open time,
+    ``close_ts`` = close time). ``covered_until_ms``: the data is complete up to this time."""
+
+    symbol: str
+    source: DataSource
+    ts: IntArray
+    close_ts: IntArray
+    hi: FloatArray
+    lo: FloatArray
+    close: FloatArray
+    covered_until_ms: int
+    _hi: _BlockMax = field(init=False, repr=False)
+    _neg_lo: _BlockMax = field(init=False, repr=False)
+    _gaps: _BlockMax = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._hi, self._neg_lo = _BlockMax(self.hi), _BlockMax(-self.lo)
+        self._gaps = _BlockMax(np.diff(self.ts).astype(np.float64))
+
+    @classmethod
+    def from_prices(cls, symbol: str, ts: npt.ArrayLike, price: npt.ArrayLike, source: DataSource,
+                    covered_until_ms: int | None = None) -> PricePath:
+        """A path of point observations (stably sorted by time)."""
+        t, p = np.asarray(ts, dtype=np.int64), np.asarray(price, dtype=np.float64)
+        order = np.argsort(t, kind="stable")
+        t, p = t[order], p[order]
+        end = int(t[-1]) if t.size else 0
+        return cls(symbol, source, t, t, p, p, p, end if covered_until_ms is None else covered_until_ms)
+
+    @classmethod
+    def from_bars(cls, symbol: str, open_ms: npt.ArrayLike, close_ms: npt.ArrayLike, high: npt.ArrayLike,
+                  low: npt.ArrayLike, close: npt.ArrayLike, source: DataSource = "klines") -> PricePath:
+        """A path of OHLC bars (sorted by open time)."""
+        o = np.asarray(open_ms, dtype=np.int64)
+        order = np.argsort(o, kind="stable")
+        c = np.asarray(close_ms, dtype=np.int64)[order]
+        return cls(symbol, source, o[order], c, np.asarray(high, dtype=np.float64)[order],
+                   np.asarray(low, dtype=np.float64)[order], np.asarray(close, dtype=np.float64)[order],
+                   int(c[-1]) + 1 if c.size else 0)
+
+    def __len__(self) -> int:
+        return int(self.ts.size)
+
+    def price_before(self, t: int) -> tuple[float, int] | None:
+        """The last close known before ``t`` and its time."""
+        i = int(np.searchsorted(self.close_ts, t, "left")) - 1
+        return None if i < 0 else (float(self.close[i]), int(self.close_ts[i]))
+
+    def max_gap(self, a: int, b: int, t0: int, t1: int) -> int:
+        """Longest stretch without an observation in ``[t0, t1)`` given its observations ``[a, b)``."""
+        if a >= b:
+            return t1 - t0
+        inner = self._gaps.max(a, b - 1)
+        return int(max(int(self.ts[a]) - t0, t1 - int(self.ts[b - 1]), 0 if inner == -math.inf else inner))
+
+
+def label_events(events: Iterable[LabelEvent], path: PricePath, spec: LabelSpec) -> tuple[list[Label], list[int]]:
+    """Labels of the events the path covers, and the ids of those still pending (data not yet there)."""
+    done: list[Label] = []
+    pending: list[int] = []
+    memo: dict[tuple[int, int, float | None], Label] = {}
+    for ev in events:
+        if ev.ts_ms + spec.horizon_ms > path.covered_until_ms:
+            pending.append(ev.event_id)
+            continue
+        key = (ev.ts_ms, ev.side, ev.atr)
+        lab = memo.get(key)
+        if lab is None:
+            lab = memo[key] = _label_one(ev, path, spec)
+        done.append(lab._replace(event_id=ev.event_id))
+    return done, pending
+
+
+def _label_one(ev: LabelEvent, path: PricePath, spec: LabelSpec) -> Label:
+    t0 = ev.ts_ms
+    atr = ev.atr if ev.atr is not None and math.isfinite(ev.atr) and ev.atr > 0 else None
+    empty = Label(ev.event_id, "", None, atr, None, None, None, None, None, None, None, None, None)
+    before = path.price_before(t0)
+    if before is None:
+        return empty._replace(status="no_price")
+    p0, seen = before
+    a = int(np.searchsorted(path.ts, t0, "left"))
+    b = int(np.searchsorted(path.ts, t0 + spec.horizon_ms, "left"))
+    if t0 - seen > spec.max_gap_ms or path.max_gap(a, b, t0, t0 + spec.horizon_ms) > spec.max_gap_ms:
+        return empty._replace(status="gap", entry_price=p0)
+    s = ev.side if ev.side else 1
+    rets = []
+    for h in spec.return_ms:
+        after = path.price_before(t0 + h)
+        assert after is not None
+        rets.append(s * (after[0] / p0 - 1.0))
+    lab = empty._replace(entry_price=p0, y_return_15m=rets[0], y_return_30m=rets[1], y_return_60m=rets[2])
+    if not ev.side:
+        return lab._replace(status="no_side")
+    if atr is None:
+        return lab._replace(status="no_atr")
+    r = spec.stop_atr * atr
+    be = int(np.searchsorted(path.ts, t0 + spec.excursion_ms, "left"))
+    top, bottom = path._hi.max(a, be), -path._neg_lo.max(a, be)
+    fav, adv = (top - p0, p0 - bottom) if s > 0 else (p0 - bottom, top - p0)
+    bb = int(np.searchsorted(path.ts, t0 + max(spec.binary_ms), "left"))
+    if s > 0:
+        i_t = path._hi.first_ge(a, bb, p0 + spec.target_atr * atr)
+        i_s = path._neg_lo.first_ge(a, bb, -(p0 - spec.stop_atr * atr))
+    else:
+        i_t = path._neg_lo.first_ge(a, bb, -(p0 - spec.target_atr * atr))
+        i_s = path._hi.first_ge(a, bb, p0 + spec.stop_atr * atr)
+    first: str | None = None
+    first_ms: int | None = None
+    if i_t < i_s:  # a bar touching both barriers (same index) counts as the stop
+        first, first_ms = "target", int(path.ts[i_t])
+    elif i_s < bb:
+        first, first_ms = "stop", int(path.ts[i_s])
+    ys = [int(first == "target" and first_ms is not None and first_ms < t0 + h) for h in spec.binary_ms]
+    return lab._replace(status="ok", y_binary_30m=ys[0], y_binary_60m=ys[1], mfe_r_60m=max(0.0, fav) / r,
+                        mae_r_60m=max(0.0, adv) / r, first_hit=first, first_hit_ms=first_ms)
+
+
+# ---------------------------------------------------------------------------------------- price sources
+
+
+class _Collector:
+    """A parser router and sink keeping each symbol's trade prices, mark prices and closed klines."""
+
+    def __init__(self) -> None:
+        self.trades: dict[str, tuple[list[int], list[float]]] = {}
+        self.marks: dict[str, tuple[list[int], list[float]]] = {}
+        self.bars: dict[str, list[Kline]] = {}
+
+    def route(self, symbol: str) -> _Sink:
+        return _Sink(self, symbol)
+
+    def on_batch(self, batch: TradeBatch) -> None:
+        ts, px = self.trades.setdefault(batch.symbol, ([], []))
+        ts.extend(batch.rows["ts_ms"].tolist())
+        px.extend(batch.rows["price"].tolist())
+
+    def on_event(self, ev: Event) -> None:
+        if isinstance(ev, MarkPrice):
+            ts, px = self.marks.setdefault(ev.symbol, ([], []))
+            ts.append(ev.event_ms)
+            px.append(ev.mark_price)
+        elif isinstance(ev, Kline) and ev.closed:
+            self.bars.setdefault(ev.symbol, []).append(ev)
+
+
+class _Sink:
+    def __init__(self, owner: _Collector, symbol: str) -> None:
+        self._ts, self._px = owner.trades.setdefault(symbol, ([], []))
+        self._owner = owner
+
+    def on_trade(self, ts_ms: int, price: float, qty: float, is_buyer_maker: bool, trade_id: int, id_kind: str,
+                 recv_ns: int) -> None:
+        self._ts.append(ts_ms)
+        self._px.append(price)
+
+    def on_book_ticker(self, update_id: int, transact_ms: int, bid: float, bid_qty: float, ask: float,
+                       ask_qty: float, recv_ns: int) -> None:
+        return None
+
+    def on_event(self, event: Event) -> None:
+        self._owner.on_event(event)
+
+
+@dataclass
+class RecordingPrices:
+    """Trade and mark-price paths per symbol parsed from recorded files (every format the replay reads)."""
+
+    trade: dict[str, PricePath]
+    mark: dict[str, PricePath]
+
+    @classmethod
+    def load(cls, files: Sequence[str | Path]) -> RecordingPrices:
+        col = _Collector()
+        parser = BinanceParser(col)
+        for f in files:
+            for _, _, payload in open_input(f, MINUTE_MS):
+                if isinstance(payload, tuple):
+                    obj, recv, hint = payload
+                    if obj is not None:
+                        parser.feed_obj(obj, recv, hint)
+                elif isinstance(payload, TradeBatch):
+                    col.on_batch(payload)
+                else:
+                    col.on_event(payload)
+        trade = {s: PricePath.from_prices(s, ts, px, "recording") for s, (ts, px) in col.trades.items() if ts}
+        for s, bars in col.bars.items():
+            if s not in trade and bars:
+                trade[s] = PricePath.from_bars(s, [k.open_ms for k in bars], [k.close_ms for k in bars],
+                                               [k.high for k in bars], [k.low for k in bars],
+                                               [k.close for k in bars], "recording")
+        mark = {s: PricePath.from_prices(s, ts, px, "recording") for s, (ts, px) in col.marks.items() if ts}
+        return cls(trade, mark)
+
+    def get(self, symbol: str, source: PriceSource) -> PricePath | None:
+        return (self.trade if source == "trade" else self.mark).get(symbol)
+
+
+async def store_path(store: Store, symbol: str, from_ms: int, to_ms: int, config: LabelConfig) -> PricePath | None:
+    """The journal's ``agg_trades`` of ``[from_ms, to_ms)`` for ``symbol``, else its klines."""
+    if config.price_source == "mark":
+        raise ValueError("mark-price labels need recordings with a markPrice stream (pass --input FILE)")
+    ts, px = await store.agg_trade_prices(symbol, from_ms, to_ms)
+    if ts:
+        return PricePath.from_prices(symbol, ts, px, "agg_trades")
+    bars = await store.kline_bars(symbol, config.kline_interval, from_ms, to_ms)
+    if not bars:
+        return None
+    return PricePath.from_bars(symbol, [b["open_ms"] for b in bars], [b["close_ms"] for b in bars],
+                               [b["high"] for b in bars], [b["low"] for b in bars], [b["close"] for b in bars])
+
+
+# ---------------------------------------------------------------------------------------- backfill
+
+
+def event_atr(features: Mapping[str, Any] | None, inputs: Mapping[str, Any] | None) -> float | None:
+    """The event's ATR: the snapshot's ``atr_5m``, else its recorded ``price × atr_pct_5m``."""
+    if features and features.get("atr_5m") is not None:
+        return float(features["atr_5m"])
+    if inputs and inputs.get("price") is not None and inputs.get("atr_pct_5m") is not None:
+        return float(inputs["price"]) * float(inputs["atr_pct_5m"])
+    return None
+
+
+def to_label_event(row: Mapping[str, Any]) -> LabelEvent:
+    """A ``LabelEvent`` from a fetched ``score_events`` row."""
+    side = {"LONG": 1, "SHORT": -1}.get(row.get("side") or "", 0)
+    return LabelEvent(int(row["id"]), row["symbol"], int(row["ts_ms"]), side,
+                      event_atr(row.get("features"), row.get("inputs")))
+
+
+@dataclass
+class BackfillReport:
+    """What one ``arbray label`` run did: rows written by status, events still pending, per symbol."""
+
+    examined: int = 0
+    labelled: Counter[str] = field(default_factory=Counter)
+    pending: int = 0
+    no_data: int = 0
+    by_symbol: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"examined": self.examined, "labelled": sum(self.labelled.values()),
+                "by_status": dict(sorted(self.labelled.items())), "pending": self.pending, "no_data": self.no_data,
+                "by_symbol": self.by_symbol}
+
+
+async def backfill_labels(store: Store, config: LabelConfig | None = None, prices: RecordingPrices | None = None,
+                          strategy: str | None = None, run_id: str | None = None, relabel: bool = False,
+                          page: int = 5_000, clock: Clock | None = None) -> BackfillReport:
+    """Label every unlabelled score event the market data covers (idempotent; safe to re-run).
+
+    Prices come from ``prices`` (recordings) when given, else from the journal's ``agg_trades`` /
+    klines. With ``relabel`` events labelled under another ``LabelConfig.version`` are relabelled.
+    Events whose symbol has no price data at all are counted as ``no_data`` and stay unlabelled.
+    """
+    cfg = config or LabelConfig()
+    spec = cfg.spec()
+    now = (clock or SystemClock()).now_ms
+    version = cfg.version
+    report = BackfillReport()
+    if prices is not None:
+        source = prices.trade if cfg.price_source == "trade" else prices.mark
+        ends = {s: p.covered_until_ms for s, p in source.items()}
+    else:
+        if cfg.price_source == "mark":
+            raise ValueError("mark-price labels need recordings with a markPrice stream (pass --input FILE)")
+        ends = await store.market_data_end(cfg.kline_interval)
+    if not ends:
+        return report
+    after = 0
+    while True:
+        rows = await store.unlabelled_score_events(max(ends.values()) - spec.horizon_ms, after_id=after, limit=page,
+                                                   strategy=strategy, run_id=run_id,
+                                                   label_version=version if relabel else None)
+        if not rows:
+            break
+        after = int(rows[-1]["id"])
+        report.examined += len(rows)
+        by_symbol: dict[str, list[LabelEvent]] = {}
+        for r in rows:
+            by_symbol.setdefault(r["symbol"], []).append(to_label_event(r))
+        out: list[tuple[Any, ...]] = []
+        for sym, evs in sorted(by_symbol.items()):
+            stats = report.by_symbol.setdefault(sym, {"labelled": 0, "pending": 0, "no_data": 0})
+            path: PricePath | None
+            if prices is not None:
+                path = prices.get(sym, cfg.price_source)
+            else:
+                lo = min(e.ts_ms for e in evs) - cfg.max_gap_ms
+                path = await store_path(store, sym, lo, max(e.ts_ms for e in evs) + spec.horizon_ms, cfg)
+                if path is not None:
+                    path.covered_until_ms = ends.get(sym, path.covered_until_ms)
+            if path is None or not len(path):
+                report.no_data += len(evs)
+                stats["no_data"] += len(evs)
+                continue
+            labels, pending = label_events(evs, path, spec)
+            report.pending += len(pending)
+            stats["pending"] += len(pending)
+            stats["labelled"] += len(labels)
+            ts = now()
+            for lab in labels:
+                report.labelled[lab.status] += 1
+                out.append((*lab, cfg.price_source, path.source, version, ts))
+        await store.insert_score_labels(out)
+        if len(rows) < page:
+            break
+    return report
