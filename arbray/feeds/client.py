@@ -378,16 +378,22 @@ class MarketFeed:
         try:
             if cfg.gap_grace_ms > 0:
                 await asyncio.sleep(cfg.gap_grace_ms / 1000)  # a reordered trade may still arrive live
-            while (gap := seq.gap()) is not None:
+            while seq.gap() is not None:
                 now_ms = self.now_ns() // 1_000_000
                 if seq.gap_since_ms is not None and now_ms - seq.gap_since_ms > deadline_ms:
                     seq.skip_gap(now_ms, "deadline")
                     continue
-                lo, hi = gap
+                # Wait for the weight first, then ask for everything held by then: one page from the first
+                # missing id covers every hole up to the highest held id (up to gap_fill_page trades).
+                await self.rest.wait_budget("GET", "/fapi/v1/aggTrades", {"symbol": ch.symbol})
+                span = seq.held_span()
+                if span is None:
+                    break
+                lo, top = span
                 cont["fill_requests"] += 1
                 try:
                     reply = await self.rest.request("GET", "/fapi/v1/aggTrades", {
-                        "symbol": ch.symbol, "fromId": lo, "limit": min(cfg.gap_fill_page, hi - lo + 1)})
+                        "symbol": ch.symbol, "fromId": lo, "limit": min(cfg.gap_fill_page, top - lo + 1)})
                 except BinanceError:
                     cont["fill_errors"] += 1
                     await asyncio.sleep(_FILL_RETRY_S)

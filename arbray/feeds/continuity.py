@@ -36,7 +36,7 @@ class TradeSequencer(Generic[T]):
     REST fills), ``gaps_unfillable`` and ``ids_unfillable``.
     """
 
-    __slots__ = ("_deliver", "_heap", "_held", "gap_since_ms", "last", "max_held", "stats", "unfillable")
+    __slots__ = ("_deliver", "_heap", "_held", "_top", "gap_since_ms", "last", "max_held", "stats", "unfillable")
 
     def __init__(self, deliver: Callable[[T], None], max_held: int = 200_000) -> None:
         self._deliver = deliver
@@ -44,6 +44,7 @@ class TradeSequencer(Generic[T]):
         self.last: int | None = None
         self._held: dict[int, T] = {}
         self._heap: list[int] = []
+        self._top = -1  # highest id held
         self.gap_since_ms: int | None = None
         self.stats: Counter[str] = Counter()
         self.unfillable: deque[tuple[int, int]] = deque(maxlen=1000)  # skipped (first, last) id ranges
@@ -75,6 +76,8 @@ class TradeSequencer(Generic[T]):
             self.stats["hole_items"] += 1  # a late or REST-filled item inside a hole
         self._held[tid] = item
         heapq.heappush(self._heap, tid)
+        if tid > self._top:
+            self._top = tid
         if tid == last + 1:
             self._drain()
             if not self._held:
@@ -95,12 +98,20 @@ class TradeSequencer(Generic[T]):
             self._deliver(held.pop(tid))
         if not held:
             self.gap_since_ms = None
+            self._top = -1
 
     def gap(self) -> tuple[int, int] | None:
         """The missing id range ``(first, last)`` inclusive that holds items back, if any."""
         if not self._held or self.last is None:
             return None
         return self.last + 1, self._heap[0] - 1
+
+    def held_span(self) -> tuple[int, int] | None:
+        """``(first missing id, highest held id)``: one REST page from the first id covers every hole up to the
+        second (a page costs the same weight whatever its length)."""
+        if not self._held or self.last is None:
+            return None
+        return self.last + 1, self._top
 
     def skip_gap(self, now_ms: int, reason: str = "deadline") -> tuple[int, int] | None:
         """Give up on the current hole: record it as unfillable and release what it held back."""

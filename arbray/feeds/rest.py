@@ -189,6 +189,12 @@ class BinanceRest:
                 self.stats["retries"] += 1
                 await asyncio.sleep(min(backoff.next_delay(), max(0.0, deadline - loop.time())))
 
+    async def wait_budget(self, method: str, path: str, params: Params | None = None) -> None:
+        """Wait until a request like this would be sent at once (charges nothing): lets a caller decide
+        what to ask for after the wait, e.g. a gap fill that covers every hole that opened meanwhile."""
+        await self._wait_for_budget(request_cost(method.upper(), path, {k: _param_text(v) for k, v in
+                                                                       (params or {}).items()}))
+
     def _block(self, retry_after_s: float | None) -> None:
         """Hold every request until the exchange's ``Retry-After`` (or the configured default) has passed."""
         wait_s = self.config.rate_limit_backoff_s if retry_after_s is None else retry_after_s
