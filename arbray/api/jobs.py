@@ -360,8 +360,10 @@ class SubprocessJobRunner:
     async def close(self) -> None:
         for job_id in [j for j, i in self._jobs.items() if i["status"] not in TERMINAL]:
             await self.stop(job_id)
-        tasks = list(self._tasks.values())
         for proc in list(self._procs.values()):
-            with contextlib.suppress(ProcessLookupError):
+            try:
                 await asyncio.wait_for(proc.wait(), timeout=10)
-        await asyncio.gather(*tasks, return_exceptions=True)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)

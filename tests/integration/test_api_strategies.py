@@ -68,7 +68,8 @@ def test_cross_field_rules_and_create_level_rules(tmp_path: Path) -> None:
             r = await post("/api/v1/strategies", headers=a.admin,
                            json=body(factory_config(entry_score=85, flip_threshold=80)))
             assert locs(r) == {("body", "config", "entry_score"), ("body", "config", "flip_threshold")}
-            r = await post("/api/v1/strategies", headers=a.admin, json=body(factory_config(tp1_ratio=1.5, tp2_ratio=1.5)))
+            r = await post("/api/v1/strategies", headers=a.admin,
+                           json=body(factory_config(tp1_ratio=1.5, tp2_ratio=1.5)))
             assert locs(r) == {("body", "config", "tp1_ratio"), ("body", "config", "tp2_ratio")}
             # a broken field and a broken rule over other fields are reported together
             r = await post("/api/v1/strategies", headers=a.admin,

@@ -76,6 +76,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 def served(cluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The API on Serve over a fresh SQLite store, with a read and an admin token."""
     from arbray.actors.serve import ServeApiConfig, start
+
     from arbray.storage import open_store
 
     root = tmp_path_factory.mktemp("api")
@@ -139,7 +140,8 @@ def test_prometheus_scrapes_arbray_api_metrics_from_ray(served: dict[str, Any], 
             for _ in range(5):
                 assert c.get("/api/v1/strategies", headers=served["read"]).status_code == 200
             assert c.get("/api/v1/strategies").status_code == 401
-        query = 'sum without (WorkerId, instance, job) (ray_arbray_api_requests_total{route="/api/v1/strategies", method="GET"})'
+        query = ('sum without (WorkerId, instance, job) '
+                 '(ray_arbray_api_requests_total{route="/api/v1/strategies", method="GET"})')
 
         def scraped() -> list[dict[str, Any]]:
             res = httpx.get(f"{prom}/api/v1/query", params={"query": query}, timeout=5).json()
