@@ -148,8 +148,10 @@ class BookSyncer:
             wait = self.throttle.wait_ms(self.clock.now_ms())
             if wait > 0:
                 self.stats["throttled"] += 1
-                self.stats["throttled_ms"] += wait
-                await asyncio.sleep(wait / 1000)
+            while wait > 0:  # in steps, re-reading the (possibly injected) clock
+                self.stats["throttled_ms"] += min(wait, 250)
+                await asyncio.sleep(min(wait, 250) / 1000)
+                wait = self.throttle.wait_ms(self.clock.now_ms())
             self.throttle.record(self.clock.now_ms())
             self.stats["snapshot_requests"] += 1
             try:

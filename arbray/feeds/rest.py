@@ -29,6 +29,7 @@ from arbray.feeds.config import RestConfig
 from arbray.feeds.continuity import Backoff
 
 Params = Mapping[str, str | int | float | bool]
+_RECHECK_MS = 250  # a long wait is slept in steps, re-reading the (possibly injected) clock
 
 
 class BinanceError(Exception):
@@ -210,8 +211,8 @@ class BinanceRest:
             if wait <= 0:
                 return
             self.stats["rate_limit_waits"] += 1
-            self.stats["rate_limit_wait_ms"] += wait
-            await asyncio.sleep(wait / 1000)
+            self.stats["rate_limit_wait_ms"] += min(wait, _RECHECK_MS)
+            await asyncio.sleep(min(wait, _RECHECK_MS) / 1000)  # re-read the clock: it may be injected
 
     @property
     def blocked_for_ms(self) -> int:
