@@ -16,7 +16,6 @@ from arbray.clock import ManualClock
 from arbray.feeds.client import MarketFeed
 from arbray.feeds.config import FeedConfig, RestConfig
 from arbray.feeds.rest import BinanceRest
-from arbray.marketdata.events import ForceOrder
 from arbray.replay.engine import MarketState
 from arbray.sim.exchange import SimExchange, SimExchangeConfig
 from arbray.sim.faults import FaultConfig
@@ -132,9 +131,8 @@ def test_streams_are_sharded(via: str) -> None:
     every stream delivering; with SUBSCRIBE messages paced under the 10 messages/s limit."""
     symbols = tuple(f"{s}USDT" for s in ("BTC", "ETH", "SOL", "XRP", "BNB", "DOGE", "ADA", "LTC", "LINK", "AVAX",
                                           "DOT"))
-    kinds = ("aggTrade", "depth@100ms", "bookTicker", "markPrice@1s", "forceOrder") + tuple(
-        f"kline_{i}" for i in ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d",
-                               "1w", "1M"))
+    intervals = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M")
+    kinds = ("aggTrade", "depth@100ms", "bookTicker", "markPrice@1s", "forceOrder", *(f"kline_{i}" for i in intervals))
 
     async def body(ex: SimExchange, srv: SimServer) -> None:
         cfg = _feed_config(srv, symbols, streams=kinds, subscribe_via=via, subscribe_batch=50, control_msgs_per_s=4)
