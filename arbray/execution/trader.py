@@ -96,23 +96,30 @@ class _CountingVenue:
 class Trader:
     """Strategies' executors and risk engines over one venue, stepped per evaluation boundary.
 
-    ``venue`` defaults to a ``PaperVenue`` built from ``config.venue``; with any other venue
-    (the simulator exchange, Binance) fills arrive through ``on_venue_event`` and trades only
-    drive the machines' price triggers.
+    ``venue`` defaults to a ``PaperVenue`` built from ``config.venue``; a venue that wraps a paper
+    venue names it as ``paper`` so trades step its fill model; with any other venue (the simulator
+    exchange, Binance) fills arrive through ``on_venue_event`` and trades only drive the machines'
+    price triggers.
     """
 
     def __init__(self, strategies: Sequence[StrategyConfig], config: TradingConfig | None = None,
                  clock: ManualClock | None = None, venue: Venue | None = None,
-                 balances: dict[str, float] | None = None) -> None:
+                 balances: dict[str, float] | None = None, paper: PaperVenue | None = None) -> None:
         self.config = config or TradingConfig()
         self.clock = clock or ManualClock(0)
-        self.venue: Venue = venue if venue is not None else PaperVenue(self.config.venue)
-        self.paper: PaperVenue | None = self.venue if isinstance(self.venue, PaperVenue) else None
+        if venue is None:
+            venue = paper = paper or PaperVenue(self.config.venue)
+        elif paper is None and isinstance(venue, PaperVenue):
+            paper = venue
+        self.venue: Venue = venue
+        self.paper = paper  # the fill model to step with trades (None: an external venue fills)
         self.venue.connect(self.on_venue_event)
         self.strategies: dict[str, StrategyConfig] = {}
         self.executors: dict[str, StrategyExecutor] = {}
         self.risks: dict[str, RiskEngine] = {}
         self.permission: str | None = None  # the global veto on new entries (None: allowed)
+        self.blocked_symbols: dict[str, str] = {}  # symbol → why no new entry may open on it
+        self.killed: dict[str, str] = {}  # strategy → why it may open nothing
         self.on_close: Callable[[str, Any], None] | None = None  # (strategy, Position) after booking
         self.first_ts: int | None = None
         self.trades_processed = 0
@@ -147,6 +154,10 @@ class Trader:
         def gate(strategy_id: str, symbol: str, notional: float) -> str | None:
             if self.permission is not None:
                 return f"global:{self.permission}"
+            if symbol in self.blocked_symbols:
+                return f"symbol:{self.blocked_symbols[symbol]}"
+            if strategy_id in self.killed:
+                return f"killed:{self.killed[strategy_id]}"
             return risk.gate(strategy_id, symbol, notional)
         return gate
 
