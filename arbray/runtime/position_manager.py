@@ -180,10 +180,13 @@ class PositionManagerCore:
     """Trader + journal records for the live strategies of one run (see the module docstring)."""
 
     def __init__(self, run_id: str, config: PositionManagerConfig, strategies: Sequence[LiveStrategy] = (),
-                 venue: Venue | None = None) -> None:
+                 venue: Venue | None = None, instance: str | None = None, flatten_baseline: int = 0) -> None:
+        """``run_id`` tags journal rows (``live`` for every non-backtest run); ``instance`` — unique per
+        ``arbray run`` — prefixes order, position and trade ids, which restart with every instance."""
         from arbray.execution.paper import PaperVenue
 
         self.run_id = run_id
+        self.instance = instance or run_id
         self.config = config
         self.clock = ManualClock(0)
         self.external_venue = venue is not None
@@ -208,12 +211,13 @@ class PositionManagerCore:
         self._fills: list[tuple[FillRecord, str]] = []
         self._closed: dict[str, PositionRecord] = {}
         self._apply_permission(self.permission)
+        self.counters["flatten_seq"] = flatten_baseline  # emergency closes before this instance are history
         self._set_strategies(strategies)
 
     # ---- identity in the journal ---------------------------------------------------------------
     def _jid(self, internal: str) -> str:
-        """Journal key of an order/position/trade of this run (ids restart with every run)."""
-        return f"{self.run_id}:{internal}"
+        """Journal key of an order/position/trade of this instance (engine ids restart with each one)."""
+        return f"{self.instance}:{internal}"
 
     # ---- applying ------------------------------------------------------------------------------
     def apply(self, item: Item) -> Outputs:

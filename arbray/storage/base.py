@@ -57,6 +57,7 @@ EXPORT_ORDER: dict[str, str] = {
     "agg_trades": "symbol, agg_id", "klines": "symbol, interval, open_ms", "funding_rates": "symbol, funding_ms",
     "open_interest": "symbol, ts_ms", "liquidations": "symbol, ts_ms, side, price, qty",
     "retention_policy": "table_name", "api_credentials": "id", "score_labels": "event_id", "calibrators": "id",
+    "runs": "run_id", "pm_inputs": "run_id, seq",
 }
 """A stable order (the primary key) per table, for export paging."""
 
@@ -254,6 +255,17 @@ class Store(Protocol):
     async def calibrators(self, strategy: str | None = None, active_only: bool = False) -> list[dict[str, Any]]: ...
     async def set_calibrator_active(self, version: str, active: bool) -> bool: ...
     async def calibration_state(self) -> str: ...
+
+    # ---- runtime (arbray.runtime): runs, the PositionManager's input log, position states ----
+    async def upsert_position(self, rec: PositionRecord | Mapping[str, Any]) -> None: ...
+    async def start_run(self, run_id: str, mode: str, source: str, config: Mapping[str, Any],
+                        ts_ms: int | None = None) -> bool: ...
+    async def update_run(self, run_id: str, status: str, ts_ms: int | None = None,
+                         summary: Mapping[str, Any] | None = None) -> None: ...
+    async def get_run(self, run_id: str) -> dict[str, Any] | None: ...
+    async def append_pm_inputs(self, run_id: str, rows: Sequence[tuple[int, str, str | None, int, bytes]]) -> int: ...
+    async def pm_inputs(self, run_id: str, after_seq: int = 0,
+                        limit: int = 10_000) -> list[tuple[int, str, str | None, int, bytes]]: ...
 
 
 class SqlStore(ABC):
@@ -1130,3 +1142,72 @@ class SqlStore(ABC):
                                "COALESCE(SUM(CASE WHEN active THEN 1 ELSE 0 END), 0) AS n, "
                                "COALESCE(SUM(CASE WHEN active THEN id ELSE 0 END), 0) AS s FROM calibrators"))[0]
         return f"{int(r['m'])}:{int(r['n'])}:{int(r['s'])}"
+
+    # ---- runtime (arbray.runtime): runs, the PositionManager's input log, position states ------
+
+    async def upsert_position(self, rec: PositionRecord | Mapping[str, Any]) -> None:
+        """Journal a position's state that no fill changed (a stop moved, a close recorded)."""
+        p = coerce(PositionRecord, rec)
+        async with self.connection() as c:
+            await c.execute(
+                "INSERT INTO positions (position_id, run_id, strategy_id, symbol, side, status, qty, entry_price, "
+                "stop_price, realised_pnl, fees, funding, opened_ms, updated_ms, closed_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (position_id) DO UPDATE SET "
+                "status = excluded.status, qty = excluded.qty, entry_price = excluded.entry_price, "
+                "stop_price = excluded.stop_price, realised_pnl = excluded.realised_pnl, fees = excluded.fees, "
+                "funding = excluded.funding, updated_ms = excluded.updated_ms, closed_ms = excluded.closed_ms "
+                "WHERE positions.updated_ms <= excluded.updated_ms",
+                (p.position_id, p.run_id, p.strategy_id, p.symbol, p.side, p.status, float(p.qty),
+                 float(p.entry_price), p.stop_price, float(p.realised_pnl), float(p.fees), float(p.funding),
+                 p.opened_ms, p.updated_ms, p.closed_ms))
+
+    async def start_run(self, run_id: str, mode: str, source: str, config: Mapping[str, Any],
+                        ts_ms: int | None = None) -> bool:
+        """Record a new run (True), or mark an existing one running again (a resumed run: False)."""
+        ts = now_ms() if ts_ms is None else ts_ms
+        async with self.transaction() as c:
+            n = await c.execute("INSERT INTO runs (run_id, mode, source, config, status, started_ms, updated_ms) "
+                                "VALUES (?, ?, ?, ?, 'running', ?, ?) ON CONFLICT (run_id) DO NOTHING",
+                                (run_id, mode, source, dumps(dict(config)), ts, ts))
+            if not n:
+                await c.execute("UPDATE runs SET status = 'running', updated_ms = ?, stopped_ms = NULL "
+                                "WHERE run_id = ?", (ts, run_id))
+        return bool(n)
+
+    async def update_run(self, run_id: str, status: str, ts_ms: int | None = None,
+                         summary: Mapping[str, Any] | None = None) -> None:
+        """Set a run's status (``stopped``/``failed`` also stamp ``stopped_ms``) and its summary."""
+        ts = now_ms() if ts_ms is None else ts_ms
+        async with self.connection() as c:
+            await c.execute("UPDATE runs SET status = ?, updated_ms = ?, stopped_ms = ?, "
+                            "summary = COALESCE(?, summary) WHERE run_id = ?",
+                            (status, ts, None if status == "running" else ts, dumps(summary), run_id))
+
+    async def get_run(self, run_id: str) -> dict[str, Any] | None:
+        async with self.connection() as c:
+            rows = await c.fetch("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            return None
+        out = decode_row(rows[0])
+        for k in ("config", "summary"):
+            if isinstance(out.get(k), str):
+                out[k] = orjson.loads(out[k])
+        return out
+
+    async def append_pm_inputs(self, run_id: str, rows: Sequence[tuple[int, str, str | None, int, bytes]]) -> int:
+        """Append applied inputs ``(seq, kind, symbol, ts_ms, payload)``; a seq already logged is kept as it
+        is (idempotent). Returns the number submitted."""
+        if rows:
+            async with self.transaction() as c:
+                await c.executemany("INSERT INTO pm_inputs (run_id, seq, kind, symbol, ts_ms, payload) "
+                                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, seq) DO NOTHING",
+                                    [(run_id, int(q), k, sym, int(t), bytes(b)) for q, k, sym, t, b in rows])
+        return len(rows)
+
+    async def pm_inputs(self, run_id: str, after_seq: int = 0,
+                        limit: int = 10_000) -> list[tuple[int, str, str | None, int, bytes]]:
+        """The run's logged inputs with ``seq > after_seq``, in order, at most ``limit``."""
+        async with self.connection() as c:
+            rows = await c.fetch("SELECT seq, kind, symbol, ts_ms, payload FROM pm_inputs WHERE run_id = ? AND seq > ? "
+                                 "ORDER BY seq LIMIT ?", (run_id, after_seq, limit))
+        return [(int(r["seq"]), r["kind"], r["symbol"], int(r["ts_ms"]), bytes(r["payload"])) for r in rows]
