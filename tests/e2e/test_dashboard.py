@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import queue
 import shutil
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,56 +27,13 @@ NODE = shutil.which("node")
 SHOTS = REPO / "docs" / "img"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """uvicorn serving the API and dashboard in a thread, over a seeded SQLite store."""
-    import uvicorn
+    """uvicorn serving the API and dashboard in a thread, over a SQLite store seeded with a backtest."""
+    from tests.unit.api.helpers import seed, serve_in_thread
 
-    from arbray.api import ApiContext, create_app
-    from arbray.storage import open_store
-    from tests.unit.api.helpers import seed
-
-    dsn = f"sqlite:///{tmp_path_factory.mktemp('dash') / 'arbray.db'}"
-    port = free_port()
-    ready: queue.Queue[Any] = queue.Queue()
-    holder: dict[str, Any] = {}
-
-    async def main() -> None:
-        store = await open_store(dsn)
-        try:
-            await seed(store)
-            token = await store.create_credential("browser", "admin")
-            config = uvicorn.Config(create_app(ApiContext(store=store)), host="127.0.0.1", port=port,
-                                    log_level="warning", access_log=False)
-            holder["server"] = srv = uvicorn.Server(config)
-            task = asyncio.create_task(srv.serve())
-            while not srv.started and not task.done():
-                await asyncio.sleep(0.05)
-            ready.put({"token": token, "base": f"http://127.0.0.1:{port}", "dsn": dsn})
-            await task
-        except BaseException as exc:
-            ready.put(exc)
-            raise
-        finally:
-            await store.close()
-
-    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
-    thread.start()
-    info = ready.get(timeout=120)
-    if isinstance(info, BaseException):
-        raise info
-    try:
-        yield info
-    finally:
-        holder["server"].should_exit = True
-        thread.join(timeout=15)
+    with serve_in_thread(f"sqlite:///{tmp_path_factory.mktemp('dash') / 'arbray.db'}", prepare=seed) as info:
+        yield {**info, "token": info["admin"]}
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (apt-get install chromium)")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import tempfile
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -94,3 +94,64 @@ async def seed(store: SqlStore) -> dict[str, int]:
 
     res, scores, run_id = seeded_backtest()
     return await journal_backtest(store, res, scores, run_id)
+
+
+def free_port() -> int:
+    """A free TCP port on loopback (bind port 0)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve_in_thread(dsn: str, prepare: Any = None, jobs_dir: Path | None = None) -> Iterator[dict[str, Any]]:
+    """uvicorn serving the app on a free loopback port in a thread, over a store opened in that thread's
+    loop; ``prepare(store)`` (async) runs first. Yields ``{"base", "admin", "read", "dsn"}``."""
+    import queue
+    import threading
+
+    import uvicorn
+
+    from arbray.api.jobs import JobsConfig, SubprocessJobRunner
+
+    port = free_port()
+    ready: queue.Queue[Any] = queue.Queue()
+    holder: dict[str, Any] = {}
+
+    async def main() -> None:
+        store = await open_store(dsn)
+        jobs = SubprocessJobRunner(JobsConfig(work_dir=jobs_dir)) if jobs_dir is not None else None
+        try:
+            if prepare is not None:
+                await prepare(store)
+            admin = await store.create_credential("root", "admin", params=FAST_SCRYPT)
+            read = await store.create_credential("viewer", "read", params=FAST_SCRYPT)
+            app = create_app(ApiContext(store=store, jobs=jobs))
+            holder["server"] = srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                                                   log_level="warning", access_log=False))
+            task = asyncio.create_task(srv.serve())
+            while not srv.started and not task.done():
+                await asyncio.sleep(0.05)
+            ready.put({"base": f"http://127.0.0.1:{port}", "dsn": dsn, "admin": admin, "read": read})
+            await task
+        except BaseException as exc:
+            ready.put(exc)
+            raise
+        finally:
+            if jobs is not None:
+                await jobs.close()
+            await store.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+    thread.start()
+    info = ready.get(timeout=180)
+    if isinstance(info, BaseException):
+        raise info
+    try:
+        yield info
+    finally:
+        holder["server"].should_exit = True
+        thread.join(timeout=20)
