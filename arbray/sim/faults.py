@@ -101,7 +101,7 @@ _SYMBOL = re.compile(rb'"s":"[A-Z0-9]+"')
 def corrupt(data: bytes, variant: int) -> tuple[bytes, str]:
     """A malformed copy of ``data`` the Binance parser rejects: 0 truncated, 1 wrong type, 2 NaN."""
     if variant == 1:
-        out, n = _SYMBOL.subn(b'"s":12345', data, count=1)
+        out, n = _SYMBOL.subn(b'"s":12345', data)
         if n:
             return out, "wrong_type"
     elif variant == 2:

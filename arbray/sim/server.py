@@ -479,10 +479,10 @@ class SimServer:
                     await ws.pong(msg.data)
                 elif msg.type == WSMsgType.PONG:
                     c.awaiting_pong_since = None
-                elif msg.type == WSMsgType.BINARY:
+                elif msg.type == WSMsgType.BINARY:  # control JSON sent as a binary frame is accepted too
                     if not self._incoming_ok(c):
                         break
-                    self._ws_error(c, 3, "Invalid JSON: binary frames are not accepted", None, "binary")
+                    self._control(c, msg.data.decode("utf-8", "replace"))
                 else:
                     break
         finally:
@@ -607,7 +607,7 @@ class SimServer:
             return self._banned(st.banned_until, now)
         try:
             cost = request_cost(method, path, params)
-        except UnknownEndpoint:
+        except (UnknownEndpoint, ValueError):  # unlisted route, or a malformed limit the handler will refuse
             cost = {"weight": 1}
         violated = None
         for lim in self._limits:
@@ -728,8 +728,9 @@ class SimServer:
         return app
 
     def _rate_limit_info(self) -> list[dict[str, Any]]:
+        """exchangeInfo's ``rateLimits`` (Binance lists the per-minute order limit first)."""
         out = []
-        for lim in self._limits:
+        for lim in sorted(self._limits, key=lambda r: (r.pool != "weight", -r.interval_ms)):
             if lim.pool == "weight":
                 out.append({"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
                             "limit": lim.limit})
