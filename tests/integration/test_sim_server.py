@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gzip
 import io
+import itertools
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -355,7 +356,7 @@ def test_rest_endpoints_answer_with_binance_layouts() -> None:
                                                                             "timestamp"})):
                 _, rows, _ = await get(srv, path, symbol="BTCUSDT", period="5m", limit=12)
                 assert len(rows) == 12 and set(rows[0]) == keys, path
-                assert all(b["timestamp"] - a["timestamp"] == 300_000 for a, b in zip(rows, rows[1:], strict=False))
+                assert all(b["timestamp"] - a["timestamp"] == 300_000 for a, b in itertools.pairwise(rows))
             _, tp, _ = await get(srv, "/fapi/v1/ticker/price", symbol="BTCUSDT")
             assert set(tp) == {"symbol", "price", "time"}
             _, bt, _ = await get(srv, "/fapi/v1/ticker/bookTicker")
@@ -500,7 +501,7 @@ def test_max_speed_never_drops_a_message_for_a_slow_reader() -> None:
                 if k == 100:
                     await asyncio.sleep(0.2)  # the reader stalls; the market waits once the buffers are full
             assert [t["a"] for t in ids] == list(range(ids[0]["a"], ids[0]["a"] + len(ids)))
-            assert all(b["u"] > a["u"] for a, b in zip(tickers, tickers[1:], strict=False))
+            assert all(b["u"] > a["u"] for a, b in itertools.pairwise(tickers))
             assert srv.exchange.now_ms() - srv.exchange.start_ms > 10_000  # it did run ahead of real time
             ws.transport.abort()  # leave without reading the ~30k messages still in the socket buffers
 

@@ -3,6 +3,7 @@ the depth id chain of every depth stream, funding settlement, the history, BookA
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import defaultdict
 from typing import Any
@@ -93,7 +94,7 @@ def test_history_klines_join_the_live_bars_without_a_gap() -> None:
     five = ex.klines("BTCUSDT", "5m", limit=1500)
     assert len(five) == 577 and five[-1][0] == T0  # 48 h of 5m bars plus the open one: ATR(14) warms up
     hist = [r for r in rows if r[0] < T0 + 60_000]
-    assert all(b[1] == a[4] for a, b in zip(hist, hist[1:], strict=False))  # history bars open at the last close
+    assert all(b[1] == a[4] for a, b in itertools.pairwise(hist))  # history bars open at the last close
     live = rows[len(hist)]  # live bars open at their first trade: within a few ticks of the last close
     assert abs(float(live[1]) / float(hist[-1][4]) - 1) < 2e-4
     oi = ex.open_interest_hist("BTCUSDT", "5m", limit=500)
@@ -158,7 +159,7 @@ def test_every_depth_stream_chains_and_a_local_book_equals_the_true_book() -> No
     true = ex.true_book("BTCUSDT")
     for s in streams:
         msgs = col.msgs[s]
-        for prev, cur in zip(msgs, msgs[1:], strict=False):
+        for prev, cur in itertools.pairwise(msgs):
             assert cur["pu"] == prev["u"] and cur["U"] > prev["u"] and cur["u"] >= cur["U"]
         for d in msgs[seen[s]:]:
             books[s].apply_diff(_diff(d))

@@ -3,6 +3,7 @@ the Binance parser rejects; configs from YAML/JSON."""
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,7 @@ def test_reorder_swaps_adjacent_frames(messages: list[tuple[str, bytes]]) -> Non
     trades = [(k, d) for k, d in messages if k == "aggTrade"]
     inj = FaultInjector(FaultConfig(seed=1, streams={"aggTrade": StreamFaults(reorder=0.1)}))
     ids = [orjson.loads(f)["a"] for f in run(inj, trades)]
-    swaps = sum(1 for x, y in zip(ids, ids[1:], strict=False) if y < x)
+    swaps = sum(1 for x, y in itertools.pairwise(ids) if y < x)
     assert swaps == inj.counts["reorder:aggTrade"] > 0
     assert sorted(ids) == [orjson.loads(d)["a"] for _, d in trades]
 
