@@ -43,6 +43,7 @@ ZERO = Decimal(0)
 CLIENT_ORDER_ID = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 """Binance's ``newClientOrderId`` rule (USD-M New Order page)."""
 ASSET = "USDT"
+_DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)  # what /fapi/v1/depth accepts
 
 OrderType = Literal["LIMIT", "MARKET"]
 TimeInForce = Literal["GTC", "IOC", "FOK", "GTX"]
@@ -92,7 +93,8 @@ class MatchingConfig(FrozenModel):
     max_open_orders: int = Field(200, ge=1, le=10_000, description="open orders per account and symbol (-2025)")
     history_limit: int = Field(100_000, ge=100, le=10_000_000,
                                description="finished orders, trades and income rows kept per account")
-    depth_levels: int = Field(1000, ge=5, le=5000, description="book levels read for queue and FOK checks")
+    depth_levels: Literal[5, 10, 20, 50, 100, 500, 1000] = Field(
+        1000, description="deepest REST depth snapshot read for queue-position and FOK checks")
 
     def _rule_violations(self) -> list[tuple[tuple[str, ...], str]]:
         if self.fee_tier not in FEE_SCHEDULE:
@@ -397,26 +399,47 @@ class MatchingEngine:
         best = self.book.best_ask(symbol) if side > 0 else self.book.best_bid(symbol)
         return Decimal(str(best[0])) if best is not None else ref
 
-    def _levels(self, symbol: str, bids: bool) -> list[tuple[Decimal, Decimal]]:
-        d = self.book.depth(symbol, self.config.depth_levels)
-        return [(Decimal(str(p)), Decimal(str(q))) for p, q in d["bids" if bids else "asks"]]
+    def _scan(self, symbol: str, bids: bool, last_ticks: int, r: _Rules) -> Iterator[tuple[int, int]]:
+        """Displayed (ticks, lots) on one side, best first, down to ``last_ticks`` inclusive.
+
+        The first snapshot is the smallest REST depth that can reach ``last_ticks`` (a level per
+        tick at most); a deeper one is read only if that one was full and ended short of it.
+        """
+        tick, step = float(r.tick), float(r.step)
+        best = self.book.best_bid(symbol) if bids else self.book.best_ask(symbol)
+        if best is None:
+            return
+        need = abs(last_ticks - round(best[0] / tick)) + 1
+        limits = [n for n in _DEPTH_LIMITS if n <= self.config.depth_levels]
+        key = "bids" if bids else "asks"
+        seen = 0
+        for limit in [n for n in limits if n >= need][:1] + [n for n in limits if n > need * 2][:1]:
+            levels = self.book.depth(symbol, limit)[key]
+            for p, q in levels[seen:]:
+                t = round(float(p) / tick)
+                if (t < last_ticks) if bids else (t > last_ticks):
+                    return
+                yield t, round(float(q) / step)
+            seen = len(levels)
+            if seen < limit:
+                return
 
     def _fillable_lots(self, symbol: str, side: int, ticks: int, r: _Rules) -> int:
-        limit = self._price(r, ticks)
-        total = ZERO
-        for p, q in self._levels(symbol, bids=side < 0):
-            if (p > limit) if side > 0 else (p < limit):
-                break
-            total += q
-        return int(total / r.step)
+        return sum(q for _, q in self._scan(symbol, side < 0, ticks, r))
 
     def _displayed_lots(self, symbol: str, side: int, ticks: int, r: _Rules) -> int:
-        price = self._price(r, ticks)
-        for p, q in self._levels(symbol, bids=side > 0):
-            if p == price:
-                return int(q / r.step)
-            if (p < price) if side > 0 else (p > price):
-                break
+        """Displayed quantity at ``ticks`` on the order's own side (0 inside the spread or off the book)."""
+        best = self.book.best_bid(symbol) if side > 0 else self.book.best_ask(symbol)
+        if best is None:
+            return 0
+        best_ticks = round(best[0] / float(r.tick))
+        if (ticks > best_ticks) if side > 0 else (ticks < best_ticks):
+            return 0  # a new best price: nobody ahead
+        if ticks == best_ticks:
+            return round(best[1] / float(r.step))
+        for t, q in self._scan(symbol, side > 0, ticks, r):
+            if t == ticks:
+                return q
         return 0
 
     # ------------------------------------------------------------------ margin

@@ -35,7 +35,7 @@ from arbray.binance.errors import ERRORS, error_body
 from arbray.binance.signing import API_KEY_HEADER, DEFAULT_RECV_WINDOW_MS, MAX_RECV_WINDOW_MS, verify
 from arbray.clock import Clock
 from arbray.scoring.config import FrozenModel
-from arbray.sim.matching import MatchingEngine, OrderError, SimAccount
+from arbray.sim.matching import BookAccess, MatchingConfig, MatchingEngine, OrderError, SimAccount
 
 KEY_ENV = "ARBRAY_SIM_API_KEY"
 SECRET_ENV = "ARBRAY_SIM_API_SECRET"
@@ -69,6 +69,26 @@ def sim_credentials(env: Mapping[str, str] | None = None) -> tuple[str, str, boo
     if key and secret:
         return key, secret, False
     return secrets.token_hex(32), secrets.token_hex(32), True
+
+
+def trading_extension(book: BookAccess, matching: MatchingConfig | None = None,
+                      config: TradingApiConfig | None = None,
+                      env: Mapping[str, str] | None = None) -> tuple[TradingApi, dict[str, Any]]:
+    """The matching engine and trading API for ``book`` with one account, and what to print about it.
+
+    The account's key pair comes from ``ARBRAY_SIM_API_KEY``/``ARBRAY_SIM_API_SECRET`` or is
+    generated; a generated secret is returned once in the info (to print at start), one taken from
+    the environment is not repeated.
+    """
+    key, secret, generated = sim_credentials(env)
+    engine = MatchingEngine(book, matching)
+    acct = engine.add_account(key, secret)
+    info: dict[str, Any] = {"api_key": key, "balance": f"{acct.wallet:f}", "asset": "USDT"}
+    if generated:
+        info["api_secret"] = secret
+    else:
+        info["api_secret_from"] = SECRET_ENV
+    return TradingApi(engine, config), info
 
 
 @dataclass(eq=False)

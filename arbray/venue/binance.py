@@ -49,6 +49,7 @@ from arbray.venue.events import (
 from arbray.venue.rest import BinanceApiError, BinanceRest
 
 log = logging.getLogger("arbray.venue")
+_FILL_LOG_LIMIT = 100_000  # fills per symbol kept with their times (funding attribution); older ones are folded
 
 TESTNET_REST = "https://testnet.binancefuture.com"
 TESTNET_WS = "wss://fstream.binancefuture.com"
@@ -202,6 +203,7 @@ class BinanceVenue:
         self._seen_trades: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._progress = asyncio.Event()
         self._fill_log: dict[str, deque[tuple[int, str, float]]] = {}
+        self._fill_base: dict[str, dict[str, float]] = {}
         self._positions: dict[tuple[str, str], float] = {}
         self._venue_positions: dict[str, float] = {}
         self._funding_seen: set[int] = set()
@@ -244,8 +246,9 @@ class BinanceVenue:
         self._spawn(self._cancel(tr), order_task=True)
 
     # ================================================================== lifecycle
-    async def start(self) -> None:
-        """Sync the clock, load the symbols, open the user stream and start keep-alive and reconciliation."""
+    async def start(self, known: Iterable[str] | Mapping[str, float] = ()) -> ReconcileReport:
+        """Sync the clock, load the symbols, open the user stream, reconcile (``known``: see ``reconcile``)
+        and start keep-alive and periodic reconciliation; returns the start-up reconciliation."""
         self._loop = asyncio.get_running_loop()
         self._stopping = False
         await self.rest.sync_time()
@@ -256,9 +259,11 @@ class BinanceVenue:
             await asyncio.wait_for(self._connected.wait(), self.config.connect_timeout_s)
         except TimeoutError:
             raise ConnectionError(f"user stream did not connect within {self.config.connect_timeout_s}s") from None
+        report = await self.reconcile(known)
         self._spawn(self._keepalive_loop())
         if self.config.reconcile_interval_s > 0:
             self._spawn(self._reconcile_loop())
+        return report
 
     async def stop(self, drain_s: float = 5.0) -> None:
         """Finish in-flight order requests (up to ``drain_s``), close the stream and the session."""
@@ -399,8 +404,12 @@ class BinanceVenue:
             remaining = 0.0
         pkey = (tr.account, tr.symbol)
         self._positions[pkey] = self._positions.get(pkey, 0.0) + tr.side * qty
-        log_ = self._fill_log.setdefault(tr.symbol, deque(maxlen=100_000))
+        log_ = self._fill_log.setdefault(tr.symbol, deque())
         log_.append((ts, tr.account, tr.side * qty))
+        if len(log_) > _FILL_LOG_LIMIT:  # fold the oldest fills into the base positions
+            _, acct, delta = log_.popleft()
+            base = self._fill_base.setdefault(tr.symbol, {})
+            base[acct] = base.get(acct, 0.0) + delta
         if remaining == 0.0:
             tr.closed = True
             tr.status = "FILLED"
@@ -507,6 +516,13 @@ class BinanceVenue:
             self._spawn(self._settle(tr, ro.status, ro.executed_qty), order_task=True)
 
     async def _cancel(self, tr: _Tracked) -> None:
+        try:
+            await self._cancel_locked(tr)
+        finally:
+            if not tr.closed:
+                tr.cancel_requested = False  # the order still works: a later cancel is sent again
+
+    async def _cancel_locked(self, tr: _Tracked) -> None:
         async with tr.lock:
             if tr.closed or tr.status in ("REJECTED", "LOST"):
                 self._cancel_rejected(tr, "not_working")
@@ -827,7 +843,8 @@ class BinanceVenue:
 
     # ================================================================== funding
     def _position_at(self, symbol: str, ts_ms: int) -> dict[str, float]:
-        out: dict[str, float] = {}
+        """Each strategy's position in ``symbol`` after the fills stamped at or before ``ts_ms``."""
+        out: dict[str, float] = dict(self._fill_base.get(symbol, {}))
         for t, account, delta in self._fill_log.get(symbol, ()):
             if t <= ts_ms:
                 out[account] = out.get(account, 0.0) + delta

@@ -375,3 +375,53 @@ def test_secrets_stay_out_of_reprs_errors_and_logs(caplog: pytest.LogCaptureFixt
                 assert sim.secret not in t
 
     run(body())
+
+
+def test_malformed_user_event_is_counted_and_its_fill_recovered_by_rest() -> None:
+    async def body() -> None:
+        async with running_sim(paused=True) as sim:
+            rec = Recorder()
+            venue = await started(sim.venue(), rec)
+            real = venue._on_message
+            corrupted: list[str] = []
+
+            def lossy(text: str) -> None:  # the wire mangles the first fill event
+                if '"x":"TRADE"' in text and not corrupted:
+                    corrupted.append(text)
+                    text = text[: len(text) // 2]
+                real(text)
+
+            venue._on_message = lossy  # type: ignore[method-assign]
+            try:
+                bid, _ = sim.best()
+                venue.submit(Order(oid(1), S, BTC, 1, 0.01, "limit", bid, post_only=True), 0)
+                await settle(venue)
+                sim.sweep("SELL", 10.0)
+                await wait_until(lambda: sum(f.qty for f in rec.fills(oid(1))) >= 0.01 - 1e-12, what="recovered")
+                await settle(venue)
+                c = venue.stats()["counters"]
+                assert corrupted and c["bad_messages:json"] == 1 and c["recover:malformed"] == 1
+                assert len(rec.fills(oid(1))) == len(sim.engine.user_trades(sim.key, BTC))
+            finally:
+                await venue.stop()
+
+    run(body())
+
+
+def test_periodic_reconciliation_reports_a_clean_venue() -> None:
+    async def body() -> None:
+        async with running_sim() as sim:
+            venue = await started(sim.venue(reconcile_interval_s=0.2), Recorder())
+            try:
+                bid, _ = sim.best()
+                venue.submit(Order(oid(1), S, BTC, 1, 0.01, "limit", round(bid - 300, 1), post_only=True), 0)
+                await settle(venue)
+                n = venue.stats()["counters"]["reconciles"]  # the start-up one and perhaps a periodic one
+                await wait_until(lambda: venue.stats()["counters"]["reconciles"] >= n + 2, 5, "periodic reconciles")
+                report = venue.last_report
+                assert report is not None and report.clean
+                assert [o.engine_id for o in report.open_orders] == [oid(1)]
+            finally:
+                await venue.stop()
+
+    run(body())

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from arbray.sim.matching import MatchingConfig, MatchingEngine, OrderError
+from arbray.sim.trading_api import sim_credentials, trading_extension
 from tests.unit.sim.test_matching_book import BTC, LevelBook, Spec
 
 pytestmark = pytest.mark.unit
@@ -296,3 +297,17 @@ def test_views_balance_account_and_positions() -> None:
     acct = rig.engine.account_payload(K1)
     assert acct["assets"][0]["walletBalance"] == bal["balance"] and len(acct["positions"]) == 2
     assert Decimal(acct["availableBalance"]) == Decimal(bal["availableBalance"])
+
+
+def test_simulator_account_from_the_environment_or_generated() -> None:
+    book = LevelBook({BTC: Spec(0.1, 0.001)})
+    api, info = trading_extension(book, env={"ARBRAY_SIM_API_KEY": "k" * 20, "ARBRAY_SIM_API_SECRET": "s" * 40})
+    assert info == {"api_key": "k" * 20, "balance": "100000.00000000", "asset": "USDT",
+                    "api_secret_from": "ARBRAY_SIM_API_SECRET"}
+    assert api.engine.accounts["k" * 20].secret.get_secret_value() == "s" * 40
+    assert "s" * 40 not in repr(api.engine.accounts["k" * 20])
+    api2, info2 = trading_extension(LevelBook({BTC: Spec(0.1, 0.001)}), env={})
+    assert len(info2["api_key"]) == len(info2["api_secret"]) == 64 and info2["api_key"] != info2["api_secret"]
+    assert api2.engine.accounts[info2["api_key"]].secret.get_secret_value() == info2["api_secret"]
+    k1, s1, generated = sim_credentials({})
+    assert generated and (k1, s1) != sim_credentials({})[:2]
