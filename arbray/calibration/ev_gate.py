@@ -24,6 +24,7 @@ from typing import Literal, NamedTuple
 
 from pydantic import Field
 
+from arbray.backtest.journal import ScoreCollector
 from arbray.calibration.calibrators import bootstrap_probability
 from arbray.calibration.costs import CostConfig, CostTable, expected_cost_bps, load_trade_costs
 from arbray.calibration.live import LiveCalibration
@@ -134,3 +135,25 @@ class EvGate:
             out.append(gated)
         return out
 
+
+
+class RecordedGate:
+    """A backtest ``score_filter`` that also writes the gate's decisions into the ``ScoreCollector``.
+
+    The backtest hands every result to its ``score_sink`` before the actionable ones reach the
+    ``score_filter``; this wrapper swaps each result the gate changed into the collector's batch of the
+    same snapshot, so the journalled score events carry ``block_reason = "ev_gate:…"``.
+    """
+
+    def __init__(self, gate: EvGate, collector: ScoreCollector) -> None:
+        self.gate, self.collector = gate, collector
+
+    def __call__(self, snap: FeatureSnapshot, results: list[ScoreResult]) -> list[ScoreResult]:
+        out = self.gate(snap, results)
+        changed = {id(a): b for a, b in zip(results, out, strict=True) if a is not b}
+        batches = self.collector.batches
+        if changed and batches and batches[-1][1] and (batches[-1][1][0].ts_ms, batches[-1][1][0].symbol) == (
+                snap.ts_ms, snap.symbol):
+            feats, batch = batches[-1]
+            batches[-1] = (feats, [changed.get(id(r), r) for r in batch])
+        return out

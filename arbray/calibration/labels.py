@@ -1,7 +1,8 @@
 """Outcome labels of score events, computed from the market data after each event.
 
-For an event at ``t`` with side ``s`` (+1 LONG, −1 SHORT), entry price ``p0`` (the last price
-observed before ``t``, exactly the snapshot's price for the trade source) and the snapshot's ATR:
+For an event at ``t`` with side ``s`` (+1 LONG, −1 SHORT), entry price ``p0`` (the snapshot's
+price — its last trade, or its mark price for the mark source — else the last price observed
+before ``t``) and the snapshot's ATR:
 
 - ``y_binary_30m`` / ``y_binary_60m``: 1 iff ``p0 + s × target_atr × ATR`` is touched before any
   touch of ``p0 − s × stop_atr × ATR``, chronologically, within 30 / 60 minutes, else 0;
@@ -88,13 +89,14 @@ class LabelSpec:
 
 
 class LabelEvent(NamedTuple):
-    """What labelling needs of a score event."""
+    """What labelling needs of a score event (``price``: the snapshot's entry price, if it has one)."""
 
     event_id: int
     symbol: str
     ts_ms: int
     side: int
     atr: float | None
+    price: float | None = None
 
 
 class Label(NamedTuple):
@@ -222,12 +224,12 @@ def label_events(events: Iterable[LabelEvent], path: PricePath, spec: LabelSpec)
     """Labels of the events the path covers, and the ids of those still pending (data not yet there)."""
     done: list[Label] = []
     pending: list[int] = []
-    memo: dict[tuple[int, int, float | None], Label] = {}
+    memo: dict[tuple[int, int, float | None, float | None], Label] = {}
     for ev in events:
         if ev.ts_ms + spec.horizon_ms > path.covered_until_ms:
             pending.append(ev.event_id)
             continue
-        key = (ev.ts_ms, ev.side, ev.atr)
+        key = (ev.ts_ms, ev.side, ev.atr, ev.price)
         lab = memo.get(key)
         if lab is None:
             lab = memo[key] = _label_one(ev, path, spec)
@@ -240,19 +242,21 @@ def _label_one(ev: LabelEvent, path: PricePath, spec: LabelSpec) -> Label:
     atr = ev.atr if ev.atr is not None and math.isfinite(ev.atr) and ev.atr > 0 else None
     empty = Label(ev.event_id, "", None, atr, None, None, None, None, None, None, None, None, None)
     before = path.price_before(t0)
-    if before is None:
+    if ev.price is not None and math.isfinite(ev.price) and ev.price > 0:
+        p0, stale = ev.price, False
+    elif before is None:
         return empty._replace(status="no_price")
-    p0, seen = before
+    else:
+        p0, stale = before[0], t0 - before[1] > spec.max_gap_ms
     a = int(np.searchsorted(path.ts, t0, "left"))
     b = int(np.searchsorted(path.ts, t0 + spec.horizon_ms, "left"))
-    if t0 - seen > spec.max_gap_ms or path.max_gap(a, b, t0, t0 + spec.horizon_ms) > spec.max_gap_ms:
+    if stale or path.max_gap(a, b, t0, t0 + spec.horizon_ms) > spec.max_gap_ms:
         return empty._replace(status="gap", entry_price=p0)
     s = ev.side if ev.side else 1
     rets = []
     for h in spec.return_ms:
         after = path.price_before(t0 + h)
-        assert after is not None
-        rets.append(s * (after[0] / p0 - 1.0))
+        rets.append(s * ((p0 if after is None else after[0]) / p0 - 1.0))
     lab = empty._replace(entry_price=p0, y_return_15m=rets[0], y_return_30m=rets[1], y_return_60m=rets[2])
     if not ev.side:
         return lab._replace(status="no_side")
@@ -386,11 +390,15 @@ def event_atr(features: Mapping[str, Any] | None, inputs: Mapping[str, Any] | No
     return None
 
 
-def to_label_event(row: Mapping[str, Any]) -> LabelEvent:
-    """A ``LabelEvent`` from a fetched ``score_events`` row."""
+def to_label_event(row: Mapping[str, Any], price_source: PriceSource = "trade") -> LabelEvent:
+    """A ``LabelEvent`` from a fetched ``score_events`` row (entry price from its snapshot)."""
     side = {"LONG": 1, "SHORT": -1}.get(row.get("side") or "", 0)
+    feats = row.get("features") or {}
+    price = feats.get("price" if price_source == "trade" else "mark_price")
+    if price is None and price_source == "trade":
+        price = (row.get("inputs") or {}).get("price")
     return LabelEvent(int(row["id"]), row["symbol"], int(row["ts_ms"]), side,
-                      event_atr(row.get("features"), row.get("inputs")))
+                      event_atr(row.get("features"), row.get("inputs")), None if price is None else float(price))
 
 
 @dataclass
@@ -443,7 +451,7 @@ async def backfill_labels(store: Store, config: LabelConfig | None = None, price
         report.examined += len(rows)
         by_symbol: dict[str, list[LabelEvent]] = {}
         for r in rows:
-            by_symbol.setdefault(r["symbol"], []).append(to_label_event(r))
+            by_symbol.setdefault(r["symbol"], []).append(to_label_event(r, cfg.price_source))
         out: list[tuple[Any, ...]] = []
         for sym, evs in sorted(by_symbol.items()):
             stats = report.by_symbol.setdefault(sym, {"labelled": 0, "pending": 0, "no_data": 0})

@@ -85,8 +85,9 @@ async def calibration_report(store: Store, config: MonitorConfig | None = None, 
     rows = select(await store.labelled_events(strategy=strategy, run_id=run_id), cfg.population, cfg.label)
     stored = await store.calibrators(active_only=True)
     cals = latest_by_strategy(stored)
-    train_to = {r["strategy"]: r.get("train_to_ms") for r in stored if r["version"] in
-                {c.version for c in cals.values()}}
+    active = {c.version for c in cals.values()}
+    train_to = {r["strategy"]: r.get("train_to_ms") for r in stored if r["version"] in active}
+    holdout = {r["strategy"]: (r.get("metrics") or {}).get("holdout") for r in stored if r["version"] in active}
     trades = await _trades_by_strategy(store, run_id)
     times = [int(r["ts_ms"]) for r in rows]
     span = (max(times) - min(times)) if times else 0
@@ -104,7 +105,7 @@ async def calibration_report(store: Store, config: MonitorConfig | None = None, 
             "kinds": sorted({str(r.get("kind")) for r in srows}),
             "calibrator": None if cal is None else {
                 "version": cal.version, "method": cal.method, "n_samples": cal.n_samples,
-                "train_to_ms": train_to.get(sid), "params": dict(cal.params)},
+                "train_to_ms": train_to.get(sid), "holdout": holdout.get(sid), "params": dict(cal.params)},
             "forecasts": _forecasts(srows, cal, train_to.get(sid), cfg),
             "auc_score": roc_auc(score, y),
             "bands": band_table(score, y, cfg.band_width),

@@ -171,14 +171,22 @@ def calibration_html(rep: Mapping[str, Any]) -> str:
            "(+ within-bin terms); lower reliability and higher resolution are better.</p>"]
     for sid, s in rep["strategies"].items():
         f = s["forecasts"]
-        names = [k for k in ("bootstrap", "calibrated_out_of_sample", "calibrated", "recorded") if k in f]
+        names = [k for k in ("bootstrap", "calibrated_out_of_sample", "calibrated", "recorded") if k in f and f[k]["n"]]
         cal = s["calibrator"]
         out.append(f"<h2>{html.escape(sid)} <small>({html.escape(', '.join(s['kinds']))})</small></h2>")
+        hold = (cal or {}).get("holdout") or {}
         out.append(f"<p class='note'>{s['n']} events, base rate {_f(s['base_rate'])}, score AUC {_f(s['auc_score'])}; "
                    + ("no stored calibrator (bootstrap map only)" if cal is None else
                       f"calibrator {html.escape(cal['version'])} ({html.escape(cal['method'])}, "
-                      f"{cal['n_samples']} samples)") + "</p>")
-        series = [(n, f[n]["curve"]) for n in names if f[n]["n"]]
+                      f"{cal['n_samples']} samples)")
+                   + (f"; chronological holdout (fit on the first {hold['n_train']}, scored on the last "
+                      f"{hold['n_test']}): Brier {_f(hold['brier'])} vs bootstrap {_f(hold['brier_bootstrap'])}"
+                      if hold.get("brier") is not None else "") + "</p>")
+        legend = {"calibrated": "calibrated (in sample)" if "calibrated_out_of_sample" not in f
+                  or not f["calibrated_out_of_sample"]["n"] else "calibrated (all)",
+                  "calibrated_out_of_sample": "calibrated (after training)", "bootstrap": "bootstrap",
+                  "recorded": "recorded live"}
+        series = [(legend[n], f[n]["curve"]) for n in names if f[n]["n"]]
         band_groups = [("labels (60 min)", s["bands"])]
         if "trades" in s:
             band_groups.append(("closed trades", s["trades"]["bands"]))
@@ -299,11 +307,16 @@ def chromium_path() -> str | None:
     return os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def render_png(page: Path, png: Path, width: int = 1400, height: int = 1800, timeout_s: float = 60.0) -> bool:
-    """Screenshot ``page`` into ``png`` with headless Chromium; False if no browser is available."""
+def render_png(page: Path, png: Path, width: int = 1400, height: int | None = None, timeout_s: float = 60.0) -> bool:
+    """Screenshot ``page`` into ``png`` with headless Chromium; False if no browser is available.
+
+    Without ``height`` the window is sized from the page's sections (about 1,050 px each)."""
     exe = chromium_path()
     if exe is None:
         return False
+    if height is None:
+        text = page.read_text(encoding="utf-8")
+        height = min(16_000, 320 + 1_050 * max(1, text.count("<h2>")) + 40 * text.count("<h3>"))
     subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                     f"--window-size={width},{height}", f"--screenshot={png.resolve()}", page.resolve().as_uri()],
                    check=True, capture_output=True, timeout=timeout_s)

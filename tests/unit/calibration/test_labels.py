@@ -22,6 +22,7 @@ from arbray.calibration.labels import (
     label_events,
     to_label_event,
 )
+from tests.unit.calibration.helpers import brute_label
 
 pytestmark = pytest.mark.unit
 SPEC = LabelConfig().spec()
@@ -138,32 +139,6 @@ def test_block_max_matches_numpy(values: list[float], block: int, data: st.DataO
     assert bm.max(a, b) == (v[a:b].max() if b > a else -math.inf)
     hits = np.flatnonzero(v[a:b] >= thr)
     assert bm.first_ge(a, b, thr) == (a + int(hits[0]) if hits.size else b)
-
-
-def brute_label(ts: list[int], px: list[float], t0: int, side: int, atr: float, spec: LabelSpec) -> dict[str, object]:
-    """The label definition written out as a plain loop over every observation."""
-    before = [p for t, p in zip(ts, px, strict=True) if t < t0]
-    p0 = before[-1]
-    out: dict[str, object] = {}
-    for name, h in zip(("y_return_15m", "y_return_30m", "y_return_60m"), spec.return_ms, strict=True):
-        out[name] = side * ([p for t, p in zip(ts, px, strict=True) if t < t0 + h][-1] / p0 - 1)
-    first = None
-    for t, p in zip(ts, px, strict=True):
-        if t0 <= t < t0 + max(spec.binary_ms):
-            if (p >= p0 + spec.target_atr * atr) if side > 0 else (p <= p0 - spec.target_atr * atr):
-                first = ("target", t)
-                break
-            if (p <= p0 - spec.stop_atr * atr) if side > 0 else (p >= p0 + spec.stop_atr * atr):
-                first = ("stop", t)
-                break
-    for name, h in zip(("y_binary_30m", "y_binary_60m"), spec.binary_ms, strict=True):
-        out[name] = int(first is not None and first[0] == "target" and first[1] < t0 + h)
-    window = [p for t, p in zip(ts, px, strict=True) if t0 <= t < t0 + spec.excursion_ms]
-    r = spec.stop_atr * atr
-    out["mfe_r_60m"] = max([0.0, *(side * (p - p0) for p in window)]) / r
-    out["mae_r_60m"] = max([0.0, *(-side * (p - p0) for p in window)]) / r
-    out["first_hit"] = None if first is None else first[0]
-    return out
 
 
 @settings(max_examples=60, deadline=None)
