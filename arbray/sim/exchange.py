@@ -307,6 +307,8 @@ class _Sym:
         self.pscale = 10**spec.price_decimals
         self.bids: dict[int, int] = {}
         self.asks: dict[int, int] = {}
+        self.book_known = False  # a snapshot was applied (a replay may start with diffs before its snapshot)
+        self.book_floor = 0  # the applied snapshot's id: older diffs are already in it
         self.last_u = 0
         self.depth_ms = 0
         self.bt: tuple[int, int, int, int, int, int] | None = None  # u, ms, bid, bid qty, ask, ask qty
@@ -695,6 +697,8 @@ class SimExchange:
         s = self._syms[i]
         s.bids = dict(bids)
         s.asks = dict(asks)
+        s.book_known = True
+        s.book_floor = last_update_id
         s.last_u = last_update_id
         s.depth_ms = ms
         s.consumed_a.clear()
@@ -748,6 +752,25 @@ class SimExchange:
     def _on_depth(self, i: int, ms: int, first: int, final: int, prev: int, bids: list[tuple[int, int]],
                   asks: list[tuple[int, int]]) -> None:
         s = self._syms[i]
+        if s.book_known and final >= s.book_floor:
+            self._apply_levels(s, bids, asks)
+        s.last_u = final
+        s.depth_ms = ms
+        if s.n_depth0 in self._subs and s.n_depth0 not in self._recorded:
+            self._emit(s.n_depth0, "depth", (
+                f'{{"e":"depthUpdate","E":{ms},"T":{ms},"s":"{s.name}","U":{first},"u":{final},"pu":{prev},'
+                f'"b":[{s.levels(bids)}],"a":[{s.levels(asks)}]}}').encode())
+        for conf in s.conflate.values():
+            if conf.first < 0:
+                conf.first = first
+            conf.b.update(bids)
+            conf.a.update(asks)
+            conf.last = final
+            conf.t = ms
+
+    @staticmethod
+    def _apply_levels(s: _Sym, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:
+        """Absolute quantities into the book (0 removes); a replay's user takes on a changed level lapse."""
         book = s.bids
         consumed = s.consumed_b
         for p, q in bids:
@@ -766,19 +789,6 @@ class SimExchange:
                 book.pop(p, None)
             if consumed:
                 consumed.pop(p, None)
-        s.last_u = final
-        s.depth_ms = ms
-        if s.n_depth0 in self._subs and s.n_depth0 not in self._recorded:
-            self._emit(s.n_depth0, "depth", (
-                f'{{"e":"depthUpdate","E":{ms},"T":{ms},"s":"{s.name}","U":{first},"u":{final},"pu":{prev},'
-                f'"b":[{s.levels(bids)}],"a":[{s.levels(asks)}]}}').encode())
-        for conf in s.conflate.values():
-            if conf.first < 0:
-                conf.first = first
-            conf.b.update(bids)
-            conf.a.update(asks)
-            conf.last = final
-            conf.t = ms
 
     def _on_mark(self, i: int, ms: int, mark: float, index: float, rate: float, next_funding_ms: int) -> None:
         s = self._syms[i]
@@ -982,6 +992,8 @@ class SimExchange:
         if limit not in DEPTH_LIMITS:
             raise ExchangeError(-1130, "Data sent for parameter 'limit' is not valid.")
         s = self._sym(symbol)
+        if not s.book_known and s.last_u:  # a replay before its first snapshot: no diff bridges id 0,
+            return {"lastUpdateId": 0, "E": self._now, "T": s.depth_ms, "bids": [], "asks": []}  # so clients retry
         bids, asks = s.bids, s.asks
         if not bids and not asks and s.bt is not None:  # a top-of-book-only replay
             _, _, b, bq, a, aq = s.bt
@@ -1002,6 +1014,7 @@ class SimExchange:
         return {
             "symbol": s.name,
             "lastUpdateId": s.last_u,
+            "known": s.book_known,
             "bids": [[pf(p), qf(s.bids[p])] for p in sorted(s.bids, reverse=True)],
             "asks": [[pf(p), qf(s.asks[p])] for p in sorted(s.asks)],
         }

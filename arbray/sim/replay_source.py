@@ -137,10 +137,24 @@ class ReplaySource(MarketSource):
 
     # ---------------------------------------------------------- MarketSource
     def start(self, ex: SimExchange, sink: _Sink) -> int:
+        """Open the file and apply its leading REST snapshots (so REST depth has a book at once)."""
         self._ex = ex
         self._it = open_input(self.path)
-        self._peek = next(self._it, None)
-        return self._peek[0] if self._peek is not None else 0
+        self._register(ex)
+        peek = next(self._it, None)
+        start = peek[0] if peek is not None else 0
+        while peek is not None and self._is_snapshot(peek[2]):
+            self._dispatch(peek[2])
+            peek = next(self._it, None)
+        self._peek = peek
+        return start
+
+    @staticmethod
+    def _is_snapshot(payload: Any) -> bool:
+        if type(payload) is not tuple or type(payload[0]) is not dict:
+            return False
+        d = payload[0]
+        return "stream" not in d and "lastUpdateId" in d and "bids" in d
 
     def _register(self, ex: SimExchange) -> None:
         for s in ex.symbols:
@@ -161,9 +175,10 @@ class ReplaySource(MarketSource):
             self._dispatch(peek[2])
             peek = next(it, None)
         self._peek = peek
-        if peek is None:
-            self.finished = True
         ex._clock_to(t_ms + 1)
+        if peek is None and not self.finished:
+            self.finished = True
+            ex.flush_conflated()  # the file's last changes reach the conflated depth streams too
 
     def take(self, sym: int, ms: int, buy: bool, qty: int, limit: int | None) -> list[tuple[int, int]]:
         raise NotImplementedError("replay takes are filled by the exchange against the replayed book")

@@ -37,11 +37,16 @@ T0 = 1_723_075_200_000
 # ----------------------------------------------------------------------------- shared helpers
 @contextlib.asynccontextmanager
 async def running(server: SimServerConfig | None = None, extensions: tuple[ServerExtension, ...] = (),
-                  **exchange: Any) -> AsyncIterator[SimServer]:
-    """A started ``SimServer`` on an ephemeral loopback port (BTCUSDT+ETHUSDT, 2 h of history, 4×)."""
-    fields: dict[str, Any] = {"symbols": ("BTCUSDT", "ETHUSDT"), "history_hours": 2.0, "speed": 4.0}
+                  paused: bool = False, **exchange: Any) -> AsyncIterator[SimServer]:
+    """A started ``SimServer`` on an ephemeral loopback port (BTCUSDT+ETHUSDT, 2 h of history, 4×);
+    ``paused``: the market waits for ``/_sim/resume`` (so a client can subscribe first)."""
+    fields: dict[str, Any] = {"history_hours": 2.0, "speed": 4.0}
+    if "replay" not in exchange:
+        fields["symbols"] = ("BTCUSDT", "ETHUSDT")
     fields.update(exchange)
     srv = SimServer(SimExchange(SimExchangeConfig(**fields)), server or SimServerConfig(), extensions=extensions)
+    if paused:
+        srv.exchange.pause()
     await srv.start()
     try:
         yield srv
