@@ -41,7 +41,7 @@ async def _read_until_quiet(ws: Any, out: list[bytes], quiet_s: float, stop: asy
     while True:
         try:
             raw = await asyncio.wait_for(ws.recv(), quiet_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if stop.is_set():
                 return
             continue

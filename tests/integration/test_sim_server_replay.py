@@ -79,7 +79,7 @@ def test_a_local_book_from_the_replayed_snapshot_and_diffs_equals_the_true_book(
             while True:
                 try:
                     agg.append((await recv_json(trades, timeout=0.3))["a"])
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             await trades.close()
             _, rest, _ = await get(srv, "/fapi/v1/aggTrades", symbol="ETHUSDT", fromId=agg[0], limit=1000)

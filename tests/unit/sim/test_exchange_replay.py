@@ -4,6 +4,7 @@ streams derived from a recording that does not carry them."""
 from __future__ import annotations
 
 import gzip
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,7 @@ def test_replayed_book_rest_and_derived_streams(recording: Path) -> None:
     assert [t["a"] for t in ex.agg_trades("BTCUSDT", from_id=agg[0]["a"], limit=1000)] == [
         a["a"] for a in agg][:1000]
     depth = derived["btcusdt@depth@100ms"]
-    assert depth and all(b["pu"] == a["u"] for a, b in zip(depth, depth[1:], strict=False))
+    assert depth and all(b["pu"] == a["u"] for a, b in itertools.pairwise(depth))
     assert depth[-1]["u"] == ex.true_book("BTCUSDT")["lastUpdateId"]  # flushed when the file ended
     assert derived["btcusdt@kline_1m"]
 
