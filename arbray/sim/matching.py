@@ -275,10 +275,13 @@ class MatchingEngine:
 
     # ------------------------------------------------------------------ symbol rules
     def rules(self, symbol: str) -> _Rules:
+        """The symbol's tick, step and minimum notional as exact decimals; -1121 for a symbol the exchange lacks."""
         r = self._rules.get(symbol)
         if r is None:
             if symbol not in self._resting:
-                raise OrderError(-1121)
+                if symbol not in self.book.symbols:
+                    raise OrderError(-1121)
+                self._resting[symbol] = []  # a symbol the exchange listed after we started
             s = self.book.spec(symbol)
             tick, step = Decimal(str(s.tick_size)), Decimal(str(s.step_size))
             r = _Rules(tick, step, Decimal(str(s.min_notional)), _places(tick), _places(step))
