@@ -327,3 +327,20 @@ def test_aggregated_bars_equal_brute_force_over_random_trades(trades: list[tuple
             b[9] += px * qty
         b[11] = tid
     assert got == want
+
+
+def test_liquidations_follow_binance_snapshot_semantics() -> None:
+    cfg = MarketModelConfig(symbols=("BTCUSDT", "ETHUSDT"), start_ms=T0, initial_regime="crash",
+                            crash_mean_minutes=10_000, crash_drift_per_min=-0.02, liq_rate_per_s=5.0, rate_scale=0.1,
+                            step_ms=250, refill_levels=8)
+    ex = SimExchange(SimExchangeConfig(symbols=cfg.symbols, model=cfg, history_hours=0))
+    col = Collector(ex, "btcusdt@forceOrder", "!forceOrder@arr")
+    ex.advance_to(T0 + 4 * 60_000)
+    own = col.msgs["btcusdt@forceOrder"]
+    assert own and all(m["o"]["S"] == "SELL" and m["o"]["X"] == "FILLED" for m in own)
+    seconds = [m["E"] // 1000 for m in own]
+    assert len(seconds) == len(set(seconds))  # at most the latest one per symbol per second
+    every = col.msgs["!forceOrder@arr"]
+    assert {m["o"]["s"] for m in every} == {"BTCUSDT", "ETHUSDT"}
+    assert [m for m in every if m["o"]["s"] == "BTCUSDT"] == own
+    assert ex.stats()["symbols"]["BTCUSDT"]["liquidations"] == len(own)
