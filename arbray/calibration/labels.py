@@ -21,13 +21,13 @@ An event is labelled once the data covers ``t + 60 min``; until then it stays pe
 can be labelled only in part gets a row whose ``status`` says why the rest is NULL: ``no_side``,
 ``no_atr``, ``no_price`` (nothing traded before it) or ``gap`` (no price for more than
 ``max_gap_ms`` around or inside the window), so a backfill never retries it and nothing is lost.
-Barrier searches use per-block maxima, so labelling costs O(window / block + block) per event.
+Events are labelled together with array operations: range maxima from block maxima and a sparse table,
+first barrier touches by binary search over block prefix maxima (``RangeIndex``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -117,49 +117,97 @@ class Label(NamedTuple):
     first_hit_ms: int | None
 
 
-class _BlockMax:
-    """Range maximum and first index reaching a threshold, via per-block maxima."""
+class RangeIndex:
+    """Vectorised range maximum and first index reaching a threshold over a fixed array.
 
-    def __init__(self, v: FloatArray, block: int = 256) -> None:
-        self.v, self.block = v, block
-        nb = -(-v.size // block)
-        pad = np.full(nb * block, -np.inf)
-        pad[: v.size] = v
-        self.bmax: FloatArray = pad.reshape(nb, block).max(axis=1) if nb else np.zeros(0)
+    Block maxima (``block`` elements each) with a sparse table over them answer any range in O(1)
+    numpy work per query plus a gather of at most ``2 × block`` elements for the partial ends; the
+    first index ``≥ thr`` binary-searches the blocks' prefix maxima. Every method takes arrays of
+    queries (half-open ``[a, b)``) and answers them all at once.
+    """
 
-    def max(self, a: int, b: int) -> float:
-        """``max(v[a:b])`` (−inf when empty)."""
-        if a >= b:
-            return -math.inf
+    def __init__(self, v: FloatArray, block: int = 64) -> None:
+        self.v, self.block = np.asarray(v, dtype=np.float64), block
+        n = self.v.size
+        nb = -(-n // block)
+        pad = np.full(max(1, nb) * block, -np.inf)
+        pad[:n] = self.v
+        levels = [pad.reshape(-1, block).max(axis=1)]
+        k = 1
+        while (1 << k) <= nb:
+            prev, h = levels[-1], 1 << (k - 1)
+            nxt = np.full(prev.size, -np.inf)
+            nxt[: prev.size - h] = np.maximum(prev[:-h], prev[h:])
+            levels.append(nxt)
+            k += 1
+        self.table: FloatArray = np.stack(levels)
+        self._padded = np.append(self.v, -np.inf)  # index n reads as "no value"
+
+    def _blocks_max(self, lo: IntArray, hi: IntArray) -> FloatArray:
+        """Max of whole blocks ``[lo, hi)`` (−inf where empty)."""
+        span = hi - lo
+        ok = span > 0
+        k = np.zeros(span.size, dtype=np.int64)
+        k[ok] = np.floor(np.log2(span[ok])).astype(np.int64)
+        t = self.table
+        both = np.maximum(t[k, np.minimum(lo, t.shape[1] - 1)], t[k, np.clip(hi - (1 << k), 0, t.shape[1] - 1)])
+        out: FloatArray = np.where(ok, both, -np.inf)
+        return out
+
+    def _gather(self, start: IntArray, end: IntArray, width: int) -> FloatArray:
+        """Rows of ``v[start:end]`` padded with −inf to ``width`` (each segment is at most ``width`` long)."""
+        idx = start[:, None] + np.arange(width)[None, :]
+        idx = np.where(idx < end[:, None], idx, self.v.size)
+        out: FloatArray = self._padded[idx]
+        return out
+
+    def _split(self, a: IntArray, b: IntArray) -> tuple[IntArray, IntArray, IntArray, IntArray]:
+        """Head ``[a, h)``, whole blocks ``[ba, bb)`` and tail ``[t, b)`` of each range."""
         bs = self.block
         ba, bb = -(-a // bs), b // bs
-        if ba >= bb:
-            return float(self.v[a:b].max())
-        parts = [self.bmax[ba:bb].max()]
-        if a < ba * bs:
-            parts.append(self.v[a: ba * bs].max())
-        if bb * bs < b:
-            parts.append(self.v[bb * bs: b].max())
-        return float(max(parts))
+        small = ba >= bb
+        head_end = np.where(small, b, ba * bs)
+        tail = np.where(small, b, bb * bs)
+        return head_end, np.where(small, 0, ba), np.where(small, 0, bb), tail
 
-    def first_ge(self, a: int, b: int, thr: float) -> int:
-        """The first index ``i`` in ``[a, b)`` with ``v[i] >= thr``, else ``b``."""
-        if a >= b:
-            return b
-        v, bs = self.v, self.block
-        head = min(b, (a // bs + 1) * bs)
-        hit = v[a:head] >= thr
-        if hit.any():
-            return a + int(hit.argmax())
-        ba, bb = head // bs, b // bs
-        if ba < bb:
-            blk = self.bmax[ba:bb] >= thr
-            if blk.any():
-                j = (ba + int(blk.argmax())) * bs
-                return j + int((v[j: j + bs] >= thr).argmax())
-        tail = max(head, bb * bs)
-        hit = v[tail:b] >= thr
-        return tail + int(hit.argmax()) if hit.any() else b
+    def max(self, start: npt.ArrayLike, end: npt.ArrayLike) -> FloatArray:
+        """``max(v[start:end])`` per query (−inf for empty ranges)."""
+        a = np.asarray(start, dtype=np.int64)
+        b = np.maximum(a, np.asarray(end, dtype=np.int64))
+        head_end, ba, bb, tail = self._split(a, b)
+        parts = [self._gather(a, head_end, 2 * self.block).max(axis=1, initial=-np.inf), self._blocks_max(ba, bb),
+                 self._gather(tail, b, self.block).max(axis=1, initial=-np.inf)]
+        out: FloatArray = np.maximum.reduce(parts)
+        return out
+
+    def first_ge(self, start: npt.ArrayLike, end: npt.ArrayLike, thr: npt.ArrayLike) -> IntArray:
+        """The first index ``i`` in ``[start, end)`` with ``v[i] >= thr`` per query, else ``end``."""
+        a = np.asarray(start, dtype=np.int64)
+        b = np.maximum(a, np.asarray(end, dtype=np.int64))
+        th = np.asarray(thr, dtype=np.float64)
+        bs = self.block
+        head_end, ba, bb, tail = self._split(a, b)
+        out: IntArray = b.copy()
+        hit = self._gather(a, head_end, 2 * bs) >= th[:, None]
+        found = hit.any(axis=1)
+        out[found] = a[found] + hit[found].argmax(axis=1)
+        todo = ~found & (self._blocks_max(ba, bb) >= th)
+        if todo.any():
+            lo, hi, first, t = ba[todo].copy(), bb[todo] - 1, ba[todo], th[todo]
+            while (lo < hi).any():  # smallest j with max(blocks[first..j]) >= thr
+                mid = (lo + hi) // 2
+                ok = self._blocks_max(first, mid + 1) >= t
+                hi = np.where(ok, mid, hi)
+                lo = np.where(ok, lo, mid + 1)
+            row = self._gather(lo * bs, lo * bs + bs, bs) >= t[:, None]
+            out[todo] = lo * bs + row.argmax(axis=1)
+            found |= todo
+        rest = np.flatnonzero(~found)
+        if rest.size:
+            row = self._gather(tail[rest], b[rest], bs) >= th[rest][:, None]
+            has = row.any(axis=1)
+            out[rest[has]] = tail[rest][has] + row[has].argmax(axis=1)
+        return out
 
 
 @dataclass
@@ -175,13 +223,13 @@ class PricePath:
     lo: FloatArray
     close: FloatArray
     covered_until_ms: int
-    _hi: _BlockMax = field(init=False, repr=False)
-    _neg_lo: _BlockMax = field(init=False, repr=False)
-    _gaps: _BlockMax = field(init=False, repr=False)
+    _hi: RangeIndex = field(init=False, repr=False)
+    _neg_lo: RangeIndex = field(init=False, repr=False)
+    _gaps: RangeIndex = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._hi, self._neg_lo = _BlockMax(self.hi), _BlockMax(-self.lo)
-        self._gaps = _BlockMax(np.diff(self.ts).astype(np.float64))
+        self._hi, self._neg_lo = RangeIndex(self.hi), RangeIndex(-self.lo)
+        self._gaps = RangeIndex(np.diff(self.ts).astype(np.float64))
 
     @classmethod
     def from_prices(cls, symbol: str, ts: npt.ArrayLike, price: npt.ArrayLike, source: DataSource,
@@ -212,76 +260,89 @@ class PricePath:
         i = int(np.searchsorted(self.close_ts, t, "left")) - 1
         return None if i < 0 else (float(self.close[i]), int(self.close_ts[i]))
 
-    def max_gap(self, a: int, b: int, t0: int, t1: int) -> int:
-        """Longest stretch without an observation in ``[t0, t1)`` given its observations ``[a, b)``."""
-        if a >= b:
-            return t1 - t0
-        inner = self._gaps.max(a, b - 1)
-        return int(max(int(self.ts[a]) - t0, t1 - int(self.ts[b - 1]), 0 if inner == -math.inf else inner))
-
 
 def label_events(events: Iterable[LabelEvent], path: PricePath, spec: LabelSpec) -> tuple[list[Label], list[int]]:
-    """Labels of the events the path covers, and the ids of those still pending (data not yet there)."""
-    done: list[Label] = []
-    pending: list[int] = []
-    memo: dict[tuple[int, int, float | None, float | None], Label] = {}
-    for ev in events:
-        if ev.ts_ms + spec.horizon_ms > path.covered_until_ms:
-            pending.append(ev.event_id)
-            continue
-        key = (ev.ts_ms, ev.side, ev.atr, ev.price)
-        lab = memo.get(key)
-        if lab is None:
-            lab = memo[key] = _label_one(ev, path, spec)
-        done.append(lab._replace(event_id=ev.event_id))
-    return done, pending
+    """Labels of the events the path covers, and the ids of those still pending (data not yet there).
+
+    Events sharing a snapshot (time, side, ATR and price: every strategy scoring it) are computed once;
+    all of them are labelled together with array operations.
+    """
+    evs = list(events)
+    pending = [e.event_id for e in evs if e.ts_ms + spec.horizon_ms > path.covered_until_ms]
+    ready = [e for e in evs if e.ts_ms + spec.horizon_ms <= path.covered_until_ms]
+    if not ready:
+        return [], pending
+    keys: dict[tuple[int, int, float | None, float | None], int] = {}
+    slot = [keys.setdefault((e.ts_ms, e.side, e.atr, e.price), len(keys)) for e in ready]
+    uniq = list(keys)
+    labels = _label_unique(uniq, path, spec) if len(path) else [
+        Label(0, "no_price", None, None, None, None, None, None, None, None, None, None, None)] * len(uniq)
+    return [labels[k]._replace(event_id=e.event_id) for e, k in zip(ready, slot, strict=True)], pending
 
 
-def _label_one(ev: LabelEvent, path: PricePath, spec: LabelSpec) -> Label:
-    t0 = ev.ts_ms
-    atr = ev.atr if ev.atr is not None and math.isfinite(ev.atr) and ev.atr > 0 else None
-    empty = Label(ev.event_id, "", None, atr, None, None, None, None, None, None, None, None, None)
-    before = path.price_before(t0)
-    if ev.price is not None and math.isfinite(ev.price) and ev.price > 0:
-        p0, stale = ev.price, False
-    elif before is None:
-        return empty._replace(status="no_price")
-    else:
-        p0, stale = before[0], t0 - before[1] > spec.max_gap_ms
-    a = int(np.searchsorted(path.ts, t0, "left"))
-    b = int(np.searchsorted(path.ts, t0 + spec.horizon_ms, "left"))
-    if stale or path.max_gap(a, b, t0, t0 + spec.horizon_ms) > spec.max_gap_ms:
-        return empty._replace(status="gap", entry_price=p0)
-    s = ev.side if ev.side else 1
+def _label_unique(uniq: Sequence[tuple[int, int, float | None, float | None]], path: PricePath,
+                  spec: LabelSpec) -> list[Label]:
+    t0 = np.asarray([u[0] for u in uniq], dtype=np.int64)
+    side = np.asarray([u[1] for u in uniq], dtype=np.int64)
+    atr = np.asarray([np.nan if u[2] is None else u[2] for u in uniq], dtype=np.float64)
+    given = np.asarray([np.nan if u[3] is None else u[3] for u in uniq], dtype=np.float64)
+    ts, close_ts, close = path.ts, path.close_ts, path.close
+    n = ts.size
+    ib = np.searchsorted(close_ts, t0, "left") - 1
+    has_given = np.isfinite(given) & (given > 0)
+    no_price = ~has_given & (ib < 0)
+    p0 = np.where(has_given, given, close[np.maximum(ib, 0)])
+    stale = ~has_given & ~no_price & (t0 - close_ts[np.maximum(ib, 0)] > spec.max_gap_ms)
+    h_all = spec.horizon_ms
+    a = np.searchsorted(ts, t0, "left")
+    b = np.searchsorted(ts, t0 + h_all, "left")
+    nonempty = a < b
+    inner = path._gaps.max(a, np.maximum(a, b - 1))
+    head = np.where(nonempty, ts[np.minimum(a, n - 1)] - t0, h_all)
+    tail = np.where(nonempty, t0 + h_all - ts[np.maximum(b - 1, 0)], h_all)
+    gap = np.maximum(np.maximum(head, tail), np.where(np.isfinite(inner), inner, 0)) > spec.max_gap_ms
+    s = np.where(side == 0, 1, side)
     rets = []
     for h in spec.return_ms:
-        after = path.price_before(t0 + h)
-        rets.append(s * ((p0 if after is None else after[0]) / p0 - 1.0))
-    lab = empty._replace(entry_price=p0, y_return_15m=rets[0], y_return_30m=rets[1], y_return_60m=rets[2])
-    if not ev.side:
-        return lab._replace(status="no_side")
-    if atr is None:
-        return lab._replace(status="no_atr")
-    r = spec.stop_atr * atr
-    be = int(np.searchsorted(path.ts, t0 + spec.excursion_ms, "left"))
+        j = np.searchsorted(close_ts, t0 + h, "left") - 1
+        rets.append(s * (np.where(j >= 0, close[np.maximum(j, 0)], p0) / p0 - 1.0))
+    ok_atr = np.isfinite(atr) & (atr > 0)
+    r_unit = spec.stop_atr * np.where(ok_atr, atr, 1.0)
+    be = np.searchsorted(ts, t0 + spec.excursion_ms, "left")
     top, bottom = path._hi.max(a, be), -path._neg_lo.max(a, be)
-    fav, adv = (top - p0, p0 - bottom) if s > 0 else (p0 - bottom, top - p0)
-    bb = int(np.searchsorted(path.ts, t0 + max(spec.binary_ms), "left"))
-    if s > 0:
-        i_t = path._hi.first_ge(a, bb, p0 + spec.target_atr * atr)
-        i_s = path._neg_lo.first_ge(a, bb, -(p0 - spec.stop_atr * atr))
-    else:
-        i_t = path._neg_lo.first_ge(a, bb, -(p0 - spec.target_atr * atr))
-        i_s = path._hi.first_ge(a, bb, p0 + spec.stop_atr * atr)
-    first: str | None = None
-    first_ms: int | None = None
-    if i_t < i_s:  # a bar touching both barriers (same index) counts as the stop
-        first, first_ms = "target", int(path.ts[i_t])
-    elif i_s < bb:
-        first, first_ms = "stop", int(path.ts[i_s])
-    ys = [int(first == "target" and first_ms is not None and first_ms < t0 + h) for h in spec.binary_ms]
-    return lab._replace(status="ok", y_binary_30m=ys[0], y_binary_60m=ys[1], mfe_r_60m=max(0.0, fav) / r,
-                        mae_r_60m=max(0.0, adv) / r, first_hit=first, first_hit_ms=first_ms)
+    fav = np.where(s > 0, top - p0, p0 - bottom)
+    adv = np.where(s > 0, p0 - bottom, top - p0)
+    bb = np.searchsorted(ts, t0 + max(spec.binary_ms), "left")
+    w = np.where(ok_atr, atr, 0.0)
+    # long: target on highs, stop on lows; short: target on lows, stop on highs
+    on_hi = np.where(s > 0, p0 + spec.target_atr * w, p0 + spec.stop_atr * w)
+    on_lo = np.where(s > 0, -(p0 - spec.stop_atr * w), -(p0 - spec.target_atr * w))
+    i_hi, i_lo = path._hi.first_ge(a, bb, on_hi), path._neg_lo.first_ge(a, bb, on_lo)
+    i_t, i_s = np.where(s > 0, i_hi, i_lo), np.where(s > 0, i_lo, i_hi)
+    target_first = i_t < i_s  # a bar touching both barriers (same index) counts as the stop
+    stop_first = ~target_first & (i_s < bb)
+    hit_ms = ts[np.minimum(np.where(target_first, i_t, i_s), n - 1)]
+    out = []
+    for k in range(len(uniq)):
+        atr_k = float(atr[k]) if ok_atr[k] else None
+        if no_price[k]:
+            out.append(Label(0, "no_price", None, atr_k, None, None, None, None, None, None, None, None, None))
+            continue
+        entry = float(p0[k])
+        if stale[k] or gap[k]:
+            out.append(Label(0, "gap", entry, atr_k, None, None, None, None, None, None, None, None, None))
+            continue
+        r15, r30, r60 = float(rets[0][k]), float(rets[1][k]), float(rets[2][k])
+        if side[k] == 0 or atr_k is None:
+            out.append(Label(0, "no_side" if side[k] == 0 else "no_atr", entry, atr_k, None, None, r15, r30, r60,
+                             None, None, None, None))
+            continue
+        first = "target" if target_first[k] else "stop" if stop_first[k] else None
+        first_ms = int(hit_ms[k]) if first else None
+        ys = [int(first == "target" and first_ms is not None and first_ms < int(t0[k]) + h) for h in spec.binary_ms]
+        out.append(Label(0, "ok", entry, atr_k, ys[0], ys[1], r15, r30, r60, max(0.0, float(fav[k])) / r_unit[k],
+                         max(0.0, float(adv[k])) / r_unit[k], first, first_ms))
+    return out
 
 
 # ---------------------------------------------------------------------------------------- price sources

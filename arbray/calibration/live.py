@@ -12,8 +12,10 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from arbray.calibration.calibrators import Calibrator, bootstrap_calibrator, latest_by_strategy
+from arbray.calibration.metrics import FloatArray
 from arbray.scoring.result import ScoreResult
 from arbray.storage.base import Store
 
@@ -46,6 +48,22 @@ class LiveCalibration:
     def calibrator_for(self, strategy_id: str) -> Calibrator:
         """The strategy's calibrator, or the bootstrap map."""
         return self._by_strategy.get(strategy_id, self._bootstrap)
+
+    def probabilities(self, strategy_ids: Sequence[str], totals: npt.ArrayLike) -> tuple[FloatArray, list[str]]:
+        """Probabilities and calibrator versions for parallel columns (e.g. a ``ScoreBatch``'s
+        ``strategy_ids`` and ``total``), without materialising results: the vectorised path."""
+        t = np.asarray(totals, dtype=np.float64)
+        p = np.empty(t.size)
+        versions = [""] * t.size
+        groups: dict[str, list[int]] = {}
+        for i, sid in enumerate(strategy_ids):
+            groups.setdefault(sid, []).append(i)
+        for sid, idx in groups.items():
+            cal = self.calibrator_for(sid)
+            p[idx] = cal.predict(t[idx])
+            for i in idx:
+                versions[i] = cal.version
+        return p, versions
 
     def apply(self, results: Sequence[ScoreResult]) -> list[ScoreResult]:
         """Copies of ``results`` with ``p_calibrated`` and ``calibrator_version`` set, in order."""

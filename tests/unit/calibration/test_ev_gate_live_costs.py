@@ -96,6 +96,8 @@ def test_live_calibration_stamps_every_result() -> None:
     assert out[0].total == 35.0 and out[0].gates == rs[0].gates  # everything else is copied
     assert ScoreResult.from_dict(out[0].to_dict()) == out[0]
     assert live.apply([]) == []
+    p, versions = live.probabilities(["a", "b", "a"], [35.0, 35.0, 95.0])
+    assert p.tolist() == [r.p_calibrated for r in out] and versions == [r.calibrator_version for r in out]
 
 
 def _detail(**kw: Any) -> dict[str, Any]:

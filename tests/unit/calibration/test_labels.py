@@ -17,7 +17,7 @@ from arbray.calibration.labels import (
     LabelEvent,
     LabelSpec,
     PricePath,
-    _BlockMax,
+    RangeIndex,
     event_atr,
     label_events,
     to_label_event,
@@ -129,16 +129,21 @@ def test_event_atr_and_row_conversion() -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.floats(-3, 3), min_size=1, max_size=600), st.integers(1, 64), st.data())
-def test_block_max_matches_numpy(values: list[float], block: int, data: st.DataObject) -> None:
-    v = np.asarray(values)
-    bm = _BlockMax(v, block)
-    a = data.draw(st.integers(0, len(values)))
-    b = data.draw(st.integers(a, len(values)))
-    thr = data.draw(st.floats(-3, 3))
-    assert bm.max(a, b) == (v[a:b].max() if b > a else -math.inf)
-    hits = np.flatnonzero(v[a:b] >= thr)
-    assert bm.first_ge(a, b, thr) == (a + int(hits[0]) if hits.size else b)
+@given(st.lists(st.floats(-3, 3), min_size=0, max_size=700), st.sampled_from([1, 2, 3, 8, 64]), st.data())
+def test_range_index_matches_numpy(values: list[float], block: int, data: st.DataObject) -> None:
+    v = np.asarray(values, dtype=np.float64)
+    idx = RangeIndex(v, block)
+    n = len(values)
+    qs = data.draw(st.lists(st.tuples(st.integers(0, n), st.integers(0, n), st.floats(-3.5, 3.5)), min_size=1,
+                            max_size=40))
+    a = np.asarray([min(x, y) for x, y, _ in qs])
+    b = np.asarray([max(x, y) for x, y, _ in qs])
+    thr = np.asarray([t for _, _, t in qs])
+    got_max, got_first = idx.max(a, b), idx.first_ge(a, b, thr)
+    for k, (lo, hi, t) in enumerate(zip(a, b, thr, strict=True)):
+        assert got_max[k] == (v[lo:hi].max() if hi > lo else -math.inf)
+        hits = np.flatnonzero(v[lo:hi] >= t)
+        assert got_first[k] == (lo + int(hits[0]) if hits.size else hi)
 
 
 @settings(max_examples=60, deadline=None)
