@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     from arbray.cli_backtest import register as register_backtest
     from arbray.cli_calibration import register as register_calibration
     from arbray.cli_record import register as register_record
+    from arbray.cli_run import register as register_run
     from arbray.cli_screen import register as register_screen
     from arbray.cli_sim import register as register_sim
     from arbray.cli_storage import register as register_storage
@@ -156,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_api(sub)
     register_calibration(sub)
     register_record(sub)
+    register_run(sub)
     return parser
 
 

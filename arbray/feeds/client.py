@@ -342,6 +342,13 @@ class MarketFeed:
             ch = self.channels[symbol] = _Channel(self, symbol, self.router.route(symbol))
         return ch
 
+    def resume_after(self, symbol: str, agg_id: int) -> None:
+        """Continue ``symbol``'s aggTrades right after ``agg_id`` (a restart that kept the trades up to
+        it): the first live trade then opens a gap from ``agg_id + 1`` that REST fills."""
+        seq = self.channel(symbol).trades
+        if seq.last is None or agg_id > seq.last:
+            seq.last = agg_id
+
     def schedule_expire(self, ch: _Channel, delay_s: float) -> None:
         loop = self._loop
         if loop is None:  # not started: held events are released by later events only

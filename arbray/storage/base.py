@@ -266,6 +266,7 @@ class Store(Protocol):
     async def append_pm_inputs(self, run_id: str, rows: Sequence[tuple[int, str, str | None, int, bytes]]) -> int: ...
     async def pm_inputs(self, run_id: str, after_seq: int = 0,
                         limit: int = 10_000) -> list[tuple[int, str, str | None, int, bytes]]: ...
+    async def agg_trades_since(self, symbol: str, window_ms: int) -> list[tuple[int, int, float, float, bool]]: ...
 
 
 class SqlStore(ABC):
@@ -1211,3 +1212,16 @@ class SqlStore(ABC):
             rows = await c.fetch("SELECT seq, kind, symbol, ts_ms, payload FROM pm_inputs WHERE run_id = ? AND seq > ? "
                                  "ORDER BY seq LIMIT ?", (run_id, after_seq, limit))
         return [(int(r["seq"]), r["kind"], r["symbol"], int(r["ts_ms"]), bytes(r["payload"])) for r in rows]
+
+    async def agg_trades_since(self, symbol: str, window_ms: int) -> list[tuple[int, int, float, float, bool]]:
+        """``(agg_id, time_ms, price, qty, is_buyer_maker)`` of ``symbol``'s recorded aggTrades within
+        ``window_ms`` of the newest one, in id order (a restarted SymbolState's warm-up)."""
+        async with self.connection() as c:
+            top = await c.fetch("SELECT MAX(time_ms) AS t FROM agg_trades WHERE symbol = ?", (symbol,))
+            if not top or top[0]["t"] is None:
+                return []
+            rows = await c.fetch("SELECT agg_id, time_ms, price, qty, is_buyer_maker FROM agg_trades "
+                                 "WHERE symbol = ? AND time_ms >= ? ORDER BY agg_id",
+                                 (symbol, int(top[0]["t"]) - window_ms))
+        return [(int(r["agg_id"]), int(r["time_ms"]), float(r["price"]), float(r["qty"]), bool(r["is_buyer_maker"]))
+                for r in rows]
