@@ -992,7 +992,7 @@ class MatchingEngine:
             "info": i.income_type, "time": i.time_ms, "tranId": i.tran_id, "tradeId": i.trade_id,
         } for i in _select(acct.income, start_ms, end_ms)
             if (symbol is None or i.symbol == symbol) and (income_type is None or i.income_type == income_type)]
-        return rows[:limit]
+        return rows[:limit] if start_ms is not None else rows[-limit:]
 
 
 # ---------------------------------------------------------------------- helpers

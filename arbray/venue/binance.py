@@ -538,7 +538,7 @@ class BinanceVenue:
                         ro = await self._query(tr)
                         if ro is not None and ro.terminal:
                             await self._settle(tr, ro.status, ro.executed_qty)
-                            if e.code in (-2011, -2013):
+                            if e.code in (-2011, -2013) or ro.status == "FILLED":  # the cancel did not cancel it
                                 self._cancel_rejected(tr, "not_working")
                             return
                         if ro is None and e.code in (-2011, -2013):
