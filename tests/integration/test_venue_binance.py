@@ -425,3 +425,26 @@ def test_periodic_reconciliation_reports_a_clean_venue() -> None:
                 await venue.stop()
 
     run(body())
+
+
+def test_a_timed_out_post_that_never_executed_is_sent_again_once() -> None:
+    async def body() -> None:
+        async with running_sim(paused=True) as sim:
+            rec = Recorder()
+            venue = await started(sim.venue(request_timeout_s=0.3, query_attempts=5), rec)
+            try:
+                # the server holds every REST answer past the client's timeout, without executing it
+                sim.server.faults.replace(FaultConfig(rest_timeout_rate=1.0, rest_timeout_s=0.6))
+                venue.submit(Order(oid(1, "ET"), S, BTC, 1, 0.004, "market"), 0)
+                await wait_until(lambda: venue.rest.counters["timeouts"] >= 1, what="a timed-out POST")
+                sim.server.faults.replace(FaultConfig())
+                await settle(venue)
+                await wait_until(lambda: bool(rec.fills(oid(1, "ET"))), what="the order placed after all")
+                assert len(sim.orders_with_client_id(oid(1, "ET"))) == 1
+                c = venue.stats()["counters"]
+                assert c["resolve:reconcile"] >= 1 and c.get("resolved_not_placed", 0) >= 1
+                assert sum(f.qty for f in rec.fills(oid(1, "ET"))) == pytest.approx(0.004)
+            finally:
+                await venue.stop()
+
+    run(body())
