@@ -72,7 +72,8 @@ async def _strategies_with_labels(store: Store, run_id: str | None) -> list[str]
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     if not args.strategy and not args.all:
         raise ValueError("name the strategies to calibrate (--strategy NAME…) or pass --all")
-    cfg = CalibratorConfig(label=args.label, population=args.population, min_bucket_samples=args.min_bucket_samples)
+    cfg = CalibratorConfig(label=args.label, population=args.population, min_bucket_samples=args.min_bucket_samples,
+                           activate=args.activate)
 
     async def job(store: Store) -> dict[str, Any]:
         names = args.strategy or await _strategies_with_labels(store, args.run_id)
@@ -143,6 +144,8 @@ def register(subparsers: Any) -> None:
     cal.add_argument("--label", choices=("y_binary_60m", "y_binary_30m"), default="y_binary_60m")
     cal.add_argument("--population", choices=("sided", "passed", "entries"), default="sided")
     cal.add_argument("--min-bucket-samples", type=int, default=30, help="thinner buckets fall back")
+    cal.add_argument("--activate", choices=("beats_bootstrap", "always"), default="beats_bootstrap",
+                     help="make the fit live only if its holdout Brier beats the bootstrap map (default), or always")
     cal.add_argument("--run-id", default=None, help="only this run's events")
     cal.set_defaults(func=_cmd_calibrate)
 

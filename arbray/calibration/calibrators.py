@@ -80,6 +80,8 @@ class CalibratorConfig(FrozenModel):
     score_hi: float = Field(100.0)
     holdout_fraction: float = Field(0.3, ge=0.0, lt=1.0, description="latest share of events kept out of the "
                                                                      "fit for the stored holdout metrics")
+    activate: Literal["always", "beats_bootstrap"] = Field(
+        "beats_bootstrap", description="activate a fitted map only if its holdout Brier beats the bootstrap map's")
 
     def _rule_violations(self) -> list[tuple[tuple[str, ...], str]]:
         out: list[tuple[tuple[str, ...], str]] = []

@@ -60,8 +60,11 @@ def test_label_calibrate_report(journal: tuple[Path, str, Path]) -> None:
     assert set(methods) == set(STRATEGIES)
     assert methods["v51_baseline"] == "bucket"  # 400 samples: 10-point buckets (≥ 300)
     assert methods["BTC_CVD5mx30m_TPbalanced"] == "bootstrap"  # one symbol, 200 samples: below 300
-    iso = arbray("calibrate", "--db", db, "--strategy", "v53", "--method", "isotonic")["calibrators"][0]
-    assert iso["method"] == "isotonic" and iso["stored"] and iso["holdout"]["n_test"] > 0
+    for c in cal["calibrators"]:  # live only if it beat the bootstrap map on the latest 30 % of events
+        assert c["active"] == (c["method"] == "bootstrap" or c["holdout"]["brier"] < c["holdout"]["brier_bootstrap"])
+    iso = arbray("calibrate", "--db", db, "--strategy", "v53", "--method", "isotonic", "--activate",
+                 "always")["calibrators"][0]
+    assert iso["method"] == "isotonic" and iso["stored"] and iso["active"] and iso["holdout"]["n_test"] > 0
 
     out = tmp / "reports"
     png = ["--png"] if chromium_path() else []

@@ -135,9 +135,12 @@ def test_calibrators_are_stored_versioned_and_loaded_live(dsn: str) -> None:
             live = LiveCalibration()
             await live.load(store)
             assert live.version == state0 == "0:0:0" and not live.calibrators
-            cfg = CalibratorConfig(isotonic_min_samples=10)
+            strict = await calibrate_strategy(store, "alpha", CalibratorConfig(), "bucket", clock=CLOCK)
+            rows = await store.calibrators("alpha")
+            assert rows[0]["active"] == strict["active"] and rows[0]["metrics"]["activation"] == strict["activation"]
+            cfg = CalibratorConfig(isotonic_min_samples=10, activate="always")
             a = await calibrate_strategy(store, "alpha", cfg, "isotonic", clock=CLOCK)
-            assert a["stored"] and a["method"] == "isotonic" and a["n_samples"] > 0
+            assert a["stored"] and a["active"] and a["method"] == "isotonic" and a["n_samples"] > 0
             assert await store.calibration_state() != state0
             again = await calibrate_strategy(store, "alpha", cfg, "isotonic", clock=CLOCK)
             assert not again["stored"] and again["version"] == a["version"]
@@ -149,13 +152,14 @@ def test_calibrators_are_stored_versioned_and_loaded_live(dsn: str) -> None:
             out = live.apply([result("alpha", "BTCUSDT", T0, 50.0, "LONG"), result("gamma", "BTCUSDT", T0, 50.0, None)])
             assert out[0].calibrator_version == a["version"] and out[1].calibrator_version == BOOTSTRAP_VERSION
             rows = await store.calibrators("alpha")
-            assert rows[0]["params"]["x"] and rows[0]["metrics"]["reason"] == "forced isotonic"
-            assert rows[0]["train_to_ms"] >= rows[0]["train_from_ms"] and rows[0]["created_ms"] == CLOCK.now_ms()
+            assert rows[1]["params"]["x"] and rows[1]["metrics"]["reason"] == "forced isotonic"
+            assert rows[1]["train_to_ms"] >= rows[1]["train_from_ms"] and rows[1]["created_ms"] == CLOCK.now_ms()
             assert await store.set_calibrator_active(a["version"], False)
             assert not await store.set_calibrator_active("nope", False)
             assert await store.calibration_state() != live.version  # the runtime reloads on this change
-            await live.load(store)
-            assert live.calibrator_for("alpha").version == BOOTSTRAP_VERSION
+            await live.load(store)  # back to the earlier bucket fit if it went live, else the bootstrap map
+            fallback = strict["version"] if strict["active"] else BOOTSTRAP_VERSION
+            assert live.calibrator_for("alpha").version == fallback
             with pytest.raises(ValueError, match="no labelled"):
                 await calibrate_strategy(store, "nobody", cfg)
             await store.insert_score_events(out, run_id="live")

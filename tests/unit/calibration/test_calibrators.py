@@ -140,6 +140,17 @@ def test_method_is_chosen_by_sample_count_and_versions_are_content_hashes() -> N
     assert few.calibrator.method == "bootstrap" and few.calibrator.version != BOOTSTRAP_VERSION
 
 
+def test_a_fit_goes_live_only_if_it_beats_the_bootstrap_map_out_of_sample() -> None:
+    from arbray.calibration.calibrate import activation
+
+    assert activation({"brier": 0.20, "brier_bootstrap": 0.25}, "bucket", CFG)[0]
+    ok, why = activation({"brier": 0.30, "brier_bootstrap": 0.25}, "bucket", CFG)
+    assert not ok and "0.3000 ≥ bootstrap 0.2500" in why
+    assert not activation({"n_test": 0}, "isotonic", CFG)[0]
+    assert activation({"brier": 0.30, "brier_bootstrap": 0.25}, "bucket", CalibratorConfig(activate="always"))[0]
+    assert activation({}, "bootstrap", CFG)[0]
+
+
 def test_latest_active_calibrator_per_strategy() -> None:
     s, y = sample(600, 2)
     old = fit_bucket("a", s, y, 10.0, CFG).to_record()
