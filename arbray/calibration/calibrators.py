@@ -278,11 +278,11 @@ def fit_calibrator(strategy: str, score: npt.ArrayLike, y: npt.ArrayLike, ts_ms:
     return FitResult(_fit(strategy, s, ya, rule, cfg), reason, holdout)
 
 
-def latest_by_strategy(rows: Sequence[Mapping[str, Any]]) -> dict[str, Calibrator]:
-    """The newest (highest id) active calibrator per strategy among stored rows."""
+def latest_by_strategy(rows: Sequence[Mapping[str, Any]], active_only: bool = True) -> dict[str, Calibrator]:
+    """The newest (highest id) calibrator per strategy among stored rows (active ones only by default)."""
     out: dict[str, tuple[int, Calibrator]] = {}
     for r in rows:
-        if not r.get("active", True):
+        if active_only and not r.get("active", True):
             continue
         rid = int(r.get("id") or 0)
         if r["strategy"] not in out or rid > out[r["strategy"]][0]:

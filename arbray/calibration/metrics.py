@@ -41,7 +41,8 @@ def wilson_interval(wins: int, n: int, z: float = Z95) -> tuple[float, float] | 
     den = 1 + z * z / n
     centre = (phat + z * z / (2 * n)) / den
     half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lo, hi = centre - half, centre + half
+    return (0.0 if lo < 1e-12 else lo), (1.0 if hi > 1 - 1e-12 else hi)
 
 
 def brier_score(p: npt.ArrayLike, y: npt.ArrayLike) -> float | None:

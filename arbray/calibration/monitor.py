@@ -83,11 +83,10 @@ async def calibration_report(store: Store, config: MonitorConfig | None = None, 
     """The calibration report (JSON-ready) of every strategy with labelled events, or of one."""
     cfg = config or MonitorConfig()
     rows = select(await store.labelled_events(strategy=strategy, run_id=run_id), cfg.population, cfg.label)
-    stored = await store.calibrators(active_only=True)
-    cals = latest_by_strategy(stored)
-    active = {c.version for c in cals.values()}
-    train_to = {r["strategy"]: r.get("train_to_ms") for r in stored if r["version"] in active}
-    holdout = {r["strategy"]: (r.get("metrics") or {}).get("holdout") for r in stored if r["version"] in active}
+    stored = await store.calibrators()
+    cals = latest_by_strategy(stored, active_only=False)
+    live = {c.version for c in latest_by_strategy(stored).values()}
+    rows_of = {r["version"]: r for r in stored}
     trades = await _trades_by_strategy(store, run_id)
     times = [int(r["ts_ms"]) for r in rows]
     span = (max(times) - min(times)) if times else 0
@@ -105,8 +104,11 @@ async def calibration_report(store: Store, config: MonitorConfig | None = None, 
             "kinds": sorted({str(r.get("kind")) for r in srows}),
             "calibrator": None if cal is None else {
                 "version": cal.version, "method": cal.method, "n_samples": cal.n_samples,
-                "train_to_ms": train_to.get(sid), "holdout": holdout.get(sid), "params": dict(cal.params)},
-            "forecasts": _forecasts(srows, cal, train_to.get(sid), cfg),
+                "active": bool(rows_of[cal.version]["active"]), "live": cal.version in live,
+                "activation": (rows_of[cal.version].get("metrics") or {}).get("activation"),
+                "train_to_ms": rows_of[cal.version].get("train_to_ms"),
+                "holdout": (rows_of[cal.version].get("metrics") or {}).get("holdout"), "params": dict(cal.params)},
+            "forecasts": _forecasts(srows, cal, None if cal is None else rows_of[cal.version].get("train_to_ms"), cfg),
             "auc_score": roc_auc(score, y),
             "bands": band_table(score, y, cfg.band_width),
             "by_symbol": {s: _brief(g, cal, cfg) for s, g in group_by(srows, "symbol").items()},

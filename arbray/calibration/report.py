@@ -35,7 +35,9 @@ def _f(v: Any, digits: int = 3) -> str:
     if v is None:
         return "–"
     if isinstance(v, float):
-        return "–" if math.isnan(v) else f"{v:.{digits}f}"
+        if math.isnan(v):
+            return "–"
+        return f"{v:.4g}" if 0 < abs(v) < 0.1 else f"{v:.{digits}f}"
     return html.escape(str(v))
 
 
@@ -177,8 +179,10 @@ def calibration_html(rep: Mapping[str, Any]) -> str:
         hold = (cal or {}).get("holdout") or {}
         out.append(f"<p class='note'>{s['n']} events, base rate {_f(s['base_rate'])}, score AUC {_f(s['auc_score'])}; "
                    + ("no stored calibrator (bootstrap map only)" if cal is None else
-                      f"calibrator {html.escape(cal['version'])} ({html.escape(cal['method'])}, "
-                      f"{cal['n_samples']} samples)")
+                      f"newest calibrator {html.escape(cal['version'])} ({html.escape(cal['method'])}, "
+                      f"{cal['n_samples']} samples"
+                      f"{'; ' + html.escape(cal['activation']) if cal.get('activation') else ''}"
+                      f"{'' if cal.get('live') else '; live: an older fit or the bootstrap map'})")
                    + (f"; chronological holdout (fit on the first {hold['n_train']}, scored on the last "
                       f"{hold['n_test']}): Brier {_f(hold['brier'])} vs bootstrap {_f(hold['brier_bootstrap'])}"
                       if hold.get("brier") is not None else "") + "</p>")
@@ -231,7 +235,8 @@ def costs_html(rep: Mapping[str, Any]) -> str:
              "maker entry", "maker TP", "friction R"], rows)
 
     s = rep["summary"]
-    out = [f"<p class='note'>{rep['trades']} trades analysed; skipped: {html.escape(str(rep['skipped']))}. "
+    skipped = ", ".join(f"{k} {v}" for k, v in rep["skipped"].items()) or "none"
+    out = [f"<p class='note'>{rep['trades']} trades analysed; skipped: {html.escape(skipped)}. "
            "Costs in bps of entry notional (means); realised = spread + slippage + fee; expected = the fee model "
            "at the signal.</p>"]
     if rep["trades"]:
