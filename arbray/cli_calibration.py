@@ -104,7 +104,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
             summary = {"trades": rep["trades"], "skipped": rep["skipped"], "cost_table": rep["cost_table"]}
         else:
             ocfg = OptimiserConfig(mode=args.mode, train_ms=int(args.train_days * DAY_MS),
-                                   step_ms=int(args.step_days * DAY_MS))
+                                   step_ms=int(args.step_days * DAY_MS), cost_r=args.cost_r,
+                                   spacing_ms=int(args.spacing_min * 60_000))
             specs = [_scan(f) for f in (args.field or DEFAULT_SCANS)]
             names = [args.strategy] if args.strategy else await _strategies_with_labels(store, args.run_id)
             rep = {"mode": ocfg.mode, "strategies": {s: await gates_report(store, s, specs, ocfg, args.run_id)
@@ -164,4 +165,7 @@ def register(subparsers: Any) -> None:
     rep.add_argument("--mode", choices=("events", "trades"), default="events", help="gates: labelled events or trades")
     rep.add_argument("--train-days", type=float, default=30.0, help="gates: walk-forward training window")
     rep.add_argument("--step-days", type=float, default=7.0, help="gates: walk-forward step (= test window)")
+    rep.add_argument("--cost-r", type=float, default=0.0, help="gates: cost in R charged per labelled event")
+    rep.add_argument("--spacing-min", type=float, default=0.0,
+                     help="gates: at most one event per symbol per this many minutes (labels overlap otherwise)")
     rep.set_defaults(func=_cmd_report)

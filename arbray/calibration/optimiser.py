@@ -67,6 +67,8 @@ class OptimiserConfig(FrozenModel):
     min_train_count: int = Field(20, ge=1, description="a threshold keeping fewer training samples is not picked")
     min_test_count: int = Field(10, ge=1, description="stitched out-of-sample samples needed to recommend")
     cost_r: float = Field(0.0, ge=0, le=5, description="cost charged per virtual trade (events mode)")
+    spacing_ms: int = Field(0, ge=0, description="events mode: keep at most one event per symbol per this span, so "
+                                                 "overlapping label windows do not inflate the sample count")
     target_atr: float = Field(2.0, gt=0)
     stop_atr: float = Field(1.0, gt=0)
 
@@ -249,6 +251,15 @@ def event_samples(rows: Sequence[Mapping[str, Any]], spec: ScanSpec, config: Opt
     """Samples of labelled events (``Store.labelled_events(with_details=True)`` rows) of the scan's population."""
     pop = spec.population_for()
     chosen = [r for r in rows if in_population(r, pop)]
+    if config.spacing_ms:
+        last: dict[str, int] = {}
+        spaced = []
+        for r in sorted(chosen, key=lambda r: (int(r["ts_ms"]), r.get("id", 0))):
+            t = int(r["ts_ms"])
+            if t - last.get(r["symbol"], -config.spacing_ms) >= config.spacing_ms:
+                last[r["symbol"]] = t
+                spaced.append(r)
+        chosen = spaced
     start = np.asarray([int(r["ts_ms"]) for r in chosen], dtype=np.int64)
     out = [outcome_r(r, config.target_atr, config.stop_atr) for r in chosen]
     return Samples(start, start + config.label_horizon_ms,

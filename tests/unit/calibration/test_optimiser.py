@@ -130,3 +130,6 @@ def test_field_values_and_event_samples() -> None:
     assert len(s) == 2 and s.outcome.tolist() == pytest.approx([1.9, 0.2 - 0.1])
     assert s.end_ms.tolist() == [1_000 + HOUR, 2_000 + HOUR]
     assert len(event_samples(rows, ScanSpec(field="feature:atr_pct_5m"), OptimiserConfig())) == 1  # entries only
+    dense = [{**rows[0], "symbol": "BTCUSDT", "ts_ms": t} for t in range(0, 600_000, 15_000)]
+    spaced = event_samples(dense, ScanSpec(field="total"), OptimiserConfig(spacing_ms=300_000))
+    assert spaced.start_ms.tolist() == [0, 300_000]
