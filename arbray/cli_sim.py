@@ -81,6 +81,8 @@ async def serve(args: argparse.Namespace, ready: asyncio.Event | None = None) ->
     faults = FaultConfig.from_file(args.faults) if args.faults else FaultConfig()
     server = SimServer(exchange, SimServerConfig(host=args.host, port=args.port, allow_remote=args.allow_remote,
                                                  faults=faults))
+    if args.paused:
+        exchange.pause()
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -88,7 +90,7 @@ async def serve(args: argparse.Namespace, ready: asyncio.Event | None = None) ->
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     line = {"rest": server.rest_url, "ws": server.ws_url, "symbols": list(exchange.symbols), "mode": exchange.mode,
-            "speed": exchange.speed, "market_ms": exchange.now_ms()}
+            "speed": exchange.speed, "paused": exchange.paused, "market_ms": exchange.now_ms()}
     sys.stdout.buffer.write(orjson.dumps(line) + b"\n")
     sys.stdout.flush()
     if ready is not None:
@@ -134,4 +136,5 @@ def register(subparsers: Any) -> None:
     v.add_argument("--history-hours", type=float, default=48.0, help="synthetic history before a live start")
     v.add_argument("--rate-scale", type=float, default=1.0, help="scale the model's trade and maker rates")
     v.add_argument("--faults", default=None, help="fault config (YAML or JSON), see arbray.sim.faults")
+    v.add_argument("--paused", action="store_true", help="start with the market paused (POST /_sim/resume)")
     v.set_defaults(func=_cmd_serve)

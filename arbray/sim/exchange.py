@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 from pydantic import Field
 
 from arbray.clock import Clock, SystemClock
@@ -133,6 +134,15 @@ def _formatter(decimals: int) -> Callable[[int], str]:
         return f"{v // scale}.{v % scale:0{decimals}d}"
 
     return fmt
+
+
+def _raw_levels(levels: Any) -> str:
+    """Recorded ``[price, qty]`` strings back into Binance's JSON array body."""
+    return ",".join(f'["{p}","{q}"]' for p, q in levels)
+
+
+def _price_key(level: Any) -> float:
+    return float(level[0])
 
 
 class _TradeLog:
@@ -309,6 +319,10 @@ class _Sym:
         self.asks: dict[int, int] = {}
         self.book_known = False  # a snapshot was applied (a replay may start with diffs before its snapshot)
         self.book_floor = 0  # the applied snapshot's id: older diffs are already in it
+        # replay: diff levels as the recording's strings, applied to the book only when it is read
+        self.pend_b: dict[str, str] = {}
+        self.pend_a: dict[str, str] = {}
+        self.bt_raw: bytes | None = None  # replay: the latest bookTicker payload, decoded on demand
         self.last_u = 0
         self.depth_ms = 0
         self.bt: tuple[int, int, int, int, int, int] | None = None  # u, ms, bid, bid qty, ask, ask qty
@@ -341,7 +355,32 @@ class _Sym:
         pf, qf = self.pf, self.qf
         return ",".join(f'["{pf(p)}","{qf(q)}"]' for p, q in levels)
 
+    def units(self, text: str, decimals: int) -> int:
+        """A recorded decimal string in integer units (Binance formats every value with fixed decimals)."""
+        dot = len(text) - decimals - 1
+        if decimals and dot > 0 and text[dot] == ".":
+            return int(text[:dot] + text[dot + 1:])
+        scale: int = 10**decimals
+        return round(float(text) * scale)
+
+    def sync(self) -> None:
+        """Apply pending replayed diff levels and the latest replayed bookTicker."""
+        if self.pend_b or self.pend_a:
+            pd, qd, units = self.spec.price_decimals, self.spec.qty_decimals, self.units
+            bids = [(units(p, pd), units(q, qd)) for p, q in self.pend_b.items()]
+            asks = [(units(p, pd), units(q, qd)) for p, q in self.pend_a.items()]
+            self.pend_b.clear()
+            self.pend_a.clear()
+            SimExchange._apply_levels(self, bids, asks)
+        if self.bt_raw is not None:
+            raw = orjson.loads(self.bt_raw)
+            self.bt_raw = None
+            pd, qd, units = self.spec.price_decimals, self.spec.qty_decimals, self.units
+            self.bt = (int(raw["u"]), int(raw.get("T") or raw["E"]), units(raw["b"], pd), units(raw["B"], qd),
+                       units(raw["a"], pd), units(raw["A"], qd))
+
     def mid_ticks(self) -> float:
+        self.sync()
         if self.bids and self.asks:
             return (max(self.bids) + min(self.asks)) / 2.0
         return float(self.last_price)
@@ -679,9 +718,12 @@ class SimExchange:
 
     def publish_recorded(self, name: str, kind: str, data: bytes) -> None:
         """Replay: publish a recorded payload as it was; derived copies of ``name`` are suppressed."""
-        if name not in self._recorded:
-            self._recorded.add(name)
-        self._emit(name, kind, data)
+        self._recorded.add(name)
+        subs = self._subs.get(name)
+        if subs:
+            self.encoded[kind] += 1
+            for fn in subs:
+                fn(data)
 
     def on_trade(self, fn: TradeCallback) -> None:
         """Call ``fn(symbol, ts_ms, price, qty, is_buyer_maker)`` for every public trade."""
@@ -695,6 +737,8 @@ class SimExchange:
     def _on_snapshot(self, i: int, last_update_id: int, ms: int, bids: list[tuple[int, int]],
                      asks: list[tuple[int, int]]) -> None:
         s = self._syms[i]
+        s.pend_b.clear()
+        s.pend_a.clear()
         s.bids = dict(bids)
         s.asks = dict(asks)
         s.book_known = True
@@ -790,6 +834,33 @@ class SimExchange:
             if consumed:
                 consumed.pop(p, None)
 
+    def _on_depth_raw(self, i: int, ms: int, first: int, final: int, prev: int, bids: list[list[str]],
+                      asks: list[list[str]]) -> None:
+        """Replay: a recorded diff with its level strings; the book absorbs them lazily (``_Sym.sync``)."""
+        s = self._syms[i]
+        if s.book_known and final >= s.book_floor:
+            s.pend_b.update(bids)  # type: ignore[arg-type]
+            s.pend_a.update(asks)  # type: ignore[arg-type]
+        s.last_u = final
+        s.depth_ms = ms
+        if s.n_depth0 in self._subs and s.n_depth0 not in self._recorded:
+            self._emit(s.n_depth0, "depth", (
+                f'{{"e":"depthUpdate","E":{ms},"T":{ms},"s":"{s.name}","U":{first},"u":{final},"pu":{prev},'
+                f'"b":[{_raw_levels(bids)}],"a":[{_raw_levels(asks)}]}}').encode())
+        for conf in s.conflate.values():
+            if conf.first < 0:
+                conf.first = first
+            conf.b.update(bids)  # type: ignore[arg-type]
+            conf.a.update(asks)  # type: ignore[arg-type]
+            conf.last = final
+            conf.t = ms
+
+    def _on_book_ticker_raw(self, i: int, data: bytes) -> None:
+        """Replay: a recorded bookTicker; decoded only when REST or a BookAccess call reads it."""
+        self._syms[i].bt_raw = data
+        if "!bookTicker" in self._subs:
+            self._emit("!bookTicker", "bookTicker", data)
+
     def _on_mark(self, i: int, ms: int, mark: float, index: float, rate: float, next_funding_ms: int) -> None:
         s = self._syms[i]
         if s.next_funding and next_funding_ms > s.next_funding and ms >= s.next_funding:
@@ -884,6 +955,7 @@ class SimExchange:
                 self._push_conflated(s, name, conf, boundary)
         for name, (levels, pushed, any_yet) in list(s.partial.items()):
             if self._specs[name].speed_ms == speed and (pushed != s.last_u or not any_yet):
+                s.sync()
                 bids = [(p, s.bids[p]) for p in heapq.nlargest(levels, s.bids)]
                 asks = [(p, s.asks[p]) for p in heapq.nsmallest(levels, s.asks)]
                 first = min(pushed + 1, s.last_u)
@@ -898,11 +970,15 @@ class SimExchange:
     def _push_conflated(self, s: _Sym, name: str, conf: _Conflation, at_ms: int) -> None:
         if conf.first < 0:
             return
-        bids = sorted(conf.b.items(), reverse=True)
-        asks = sorted(conf.a.items())
+        if self.mode == "model":
+            b = s.levels(sorted(conf.b.items(), reverse=True))
+            a = s.levels(sorted(conf.a.items()))
+        else:  # replayed level strings, as recorded
+            b = _raw_levels(sorted(conf.b.items(), key=_price_key, reverse=True))
+            a = _raw_levels(sorted(conf.a.items(), key=_price_key))
         self._emit(name, "depth", (
             f'{{"e":"depthUpdate","E":{at_ms},"T":{conf.t},"s":"{s.name}","U":{conf.first},"u":{conf.last},'
-            f'"pu":{conf.pu},"b":[{s.levels(bids)}],"a":[{s.levels(asks)}]}}').encode())
+            f'"pu":{conf.pu},"b":[{b}],"a":[{a}]}}').encode())
         conf.pu = conf.last
         conf.first = -1
         conf.b.clear()
@@ -970,6 +1046,7 @@ class SimExchange:
     # ----------------------------------------------------------- BookAccess
     def best_bid(self, symbol: str) -> tuple[float, float] | None:
         s = self._sym(symbol)
+        s.sync()
         if not s.bids:
             return None
         p = max(s.bids)
@@ -977,6 +1054,7 @@ class SimExchange:
 
     def best_ask(self, symbol: str) -> tuple[float, float] | None:
         s = self._sym(symbol)
+        s.sync()
         if not s.asks:
             return None
         p = min(s.asks)
@@ -992,6 +1070,7 @@ class SimExchange:
         if limit not in DEPTH_LIMITS:
             raise ExchangeError(-1130, "Data sent for parameter 'limit' is not valid.")
         s = self._sym(symbol)
+        s.sync()
         if not s.book_known and s.last_u:  # a replay before its first snapshot: no diff bridges id 0,
             return {"lastUpdateId": 0, "E": self._now, "T": s.depth_ms, "bids": [], "asks": []}  # so clients retry
         bids, asks = s.bids, s.asks
@@ -1010,6 +1089,7 @@ class SimExchange:
     def true_book(self, symbol: str) -> dict[str, Any]:
         """The full book and the ``u`` of the last published depth event."""
         s = self._sym(symbol)
+        s.sync()
         pf, qf = s.pf, s.qf
         return {
             "symbol": s.name,
@@ -1029,6 +1109,7 @@ class SimExchange:
         the same liquidity twice. Returns (price, qty) fills.
         """
         s = self._sym(symbol)
+        s.sync()
         steps = s.spec.steps(qty)
         if steps <= 0:
             return []
@@ -1225,6 +1306,7 @@ class SimExchange:
     def book_ticker(self, symbol: str) -> dict[str, Any]:
         """``/fapi/v1/ticker/bookTicker`` for one symbol."""
         s = self._sym(symbol)
+        s.sync()
         if s.bt is not None:
             u, ms, b, bq, a, aq = s.bt
         else:

@@ -161,15 +161,13 @@ class FaultInjector:
         self.counts: Counter[str] = Counter()
         self._rng = random.Random(self.config.seed)
         self._connections = 0
+        self.streams_active = self.config.streams_active  # read once per message by the server
 
     def replace(self, config: FaultConfig) -> None:
         """Switch to ``config`` now (counts are kept; the server-wide RNG is reseeded)."""
         self.config = config
         self._rng = random.Random(config.seed)
-
-    @property
-    def streams_active(self) -> bool:
-        return self.config.streams_active
+        self.streams_active = config.streams_active
 
     def connection(self) -> ConnectionFaults:
         """Fault state for a new WebSocket connection."""

@@ -12,11 +12,19 @@ derived from that state (e.g. ``@aggTrade`` from a ``@trade`` recording, one agg
 aggTrades/klines, tardis trades/quotes) carry no payloads; they are converted to the payloads they
 correspond to. Open interest and the long/short ratios are not in any recording: they are the
 exchange's documented synthetic series, driven by the replayed taker flow.
+
+Collector files (the main replay format) take a faster path than ``open_input``'s generic records:
+the payload bytes of each ``{"stream":…,"data":…}`` line are sliced out and published as they are
+(byte-identical, nothing re-encoded), diff levels go into the book as their strings and are only
+converted when the book is read, and bookTickers are kept undecoded until REST asks for one. Time
+keys are the readers' (the running maximum of ``T``/``E``), so pacing is the same on both paths.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
+import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,12 +33,93 @@ from typing import Any
 import orjson
 
 from arbray.marketdata.events import BookTicker, Kline, TradeBatch
-from arbray.replay.readers import Record, open_input
+from arbray.replay.readers import open_input, symbol_from_name
 from arbray.sim.exchange import ExchangeSymbol, MarketSource, SimExchange, _Sink
 from arbray.sim.streams import UnknownStream, parse_stream
 from arbray.symbols import spec_for
 
 PRESCAN_RECORDS = 5_000
+_EVENT_TIME_ONLY = frozenset(("markPriceUpdate", "kline", "forceOrder"))  # as arbray.replay.readers
+_COLLECTOR_LINE = re.compile(rb"^\d{15,20} \{")
+Item = tuple[int, Any, bytes | None, bytes | None]  # (sort ms, decoded line or reader payload, data, stream)
+
+
+def is_collector_file(path: Path) -> bool:
+    """Whether ``open_input`` reads ``path`` as an hftbacktest collector file (``<ts> <json>`` lines)."""
+    if path.name.lower().endswith((".zst", ".zip")):
+        return False
+    with _open_binary(path) as fh:
+        return bool(_COLLECTOR_LINE.match(fh.readline()))
+
+
+def _open_binary(path: Path) -> Any:
+    import gzip
+
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb")
+
+
+def _collector_items(path: Path) -> Iterator[Item]:
+    """A collector file's lines: (running-max exchange ms, decoded JSON, the data bytes of a combined-stream
+    line, its stream name). bookTicker lines — most of a recording — are not decoded here: their time is
+    read from the bytes, and the exchange decodes the latest one only when asked for it."""
+    loads = orjson.loads
+    event_time_only = _EVENT_TIME_ONLY
+    clock = 0
+    for line in _lines(path):
+        _, _, js = line.partition(b" ")
+        if not js:
+            continue
+        raw = name = None
+        if js[:11] == b'{"stream":"':
+            cut = js.find(b'","data":', 11)
+            if cut > 0 and js[-1:] == b"}":
+                raw, name = js[cut + 9:-1], js[11:cut]
+                if name[-11:] == b"@bookTicker":
+                    at = js.rfind(b'"T":')
+                    end = js.find(b",", at)
+                    if at > 0 and end > 0 and js[at + 4:end].isdigit():
+                        t = int(js[at + 4:end])
+                        if t > clock:
+                            clock = t
+                        yield clock, None, raw, name
+                        continue
+        try:
+            obj = loads(js)
+        except orjson.JSONDecodeError:
+            yield clock, None, None, None
+            continue
+        d = obj.get("data") if type(obj) is dict and "stream" in obj else obj
+        if type(d) is list:
+            d = d[0] if d else None
+        if type(d) is dict:
+            et = d.get("E") if d.get("e") in event_time_only else (d.get("T") or d.get("E"))
+            if type(et) is int and et > clock:
+                clock = et
+        yield clock, obj, raw, name
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    """The file's lines (gzip members decompressed in 1 MiB chunks), without line ends."""
+    gz = path.name.lower().endswith(".gz")
+    with path.open("rb") as fh:
+        d = zlib.decompressobj(wbits=31) if gz else None
+        rest = b""
+        while True:
+            chunk = fh.read(1 << 20)
+            if not chunk:
+                break
+            if d is not None:
+                out = d.decompress(chunk)
+                while d.eof and d.unused_data:  # a further gzip member
+                    tail = d.unused_data
+                    d = zlib.decompressobj(wbits=31)
+                    out += d.decompress(tail)
+                chunk = out
+            parts = (rest + chunk).split(b"\n")
+            rest = parts.pop()
+            yield from parts
+        if rest:
+            yield rest
 
 
 def _decimals(text: Any) -> int:
@@ -109,9 +198,13 @@ class ReplaySource(MarketSource):
             self._scan(scan, payload)
         self.symbols = tuple(self._spec(scan, s) for s in scan.order)
         self.counts: Counter[str] = Counter()
+        self.records = 0
+        self._names: dict[bytes, tuple[str, int]] = {}  # stream name bytes → (name, symbol index)
+        self.collector = is_collector_file(self.path)
+        self._hint = symbol_from_name(self.path)
         self._ex: SimExchange | None = None
-        self._it: Iterator[Record] | None = None
-        self._peek: Record | None = None
+        self._it: Iterator[Item] | None = None
+        self._peek: Item | None = None
         self._index: dict[str, int] = {}
         self._scale: list[tuple[int, int]] = []
         self._stream_kind: dict[str, str | None] = {}
@@ -139,22 +232,26 @@ class ReplaySource(MarketSource):
     def start(self, ex: SimExchange, sink: _Sink) -> int:
         """Open the file and apply its leading REST snapshots (so REST depth has a book at once)."""
         self._ex = ex
-        self._it = open_input(self.path)
+        if self.collector:
+            self._it = _collector_items(self.path)
+        else:
+            self._it = ((t, payload, None, None) for t, _, payload in open_input(self.path))
         self._register(ex)
         peek = next(self._it, None)
         start = peek[0] if peek is not None else 0
-        while peek is not None and self._is_snapshot(peek[2]):
-            self._dispatch(peek[2])
+        while peek is not None and self._is_snapshot(peek):
+            self._handle(peek)
             peek = next(self._it, None)
         self._peek = peek
         return start
 
-    @staticmethod
-    def _is_snapshot(payload: Any) -> bool:
-        if type(payload) is not tuple or type(payload[0]) is not dict:
-            return False
-        d = payload[0]
-        return "stream" not in d and "lastUpdateId" in d and "bids" in d
+    def _is_snapshot(self, item: Item) -> bool:
+        d = item[1]
+        if not self.collector:
+            if type(d) is not tuple:
+                return False
+            d = d[0]
+        return type(d) is dict and "stream" not in d and "lastUpdateId" in d and "bids" in d
 
     def _register(self, ex: SimExchange) -> None:
         for s in ex.symbols:
@@ -170,9 +267,16 @@ class ReplaySource(MarketSource):
         if len(self._index) != len(ex.symbols):
             self._register(ex)
         peek = self._peek
+        clock_to = ex._clock_to
+        line = self._dispatch_line
         while peek is not None and peek[0] <= t_ms:
-            ex._clock_to(peek[0])
-            self._dispatch(peek[2])
+            t = peek[0]
+            if t >= ex._next_boundary or ex._mark_arr:
+                clock_to(t)
+            if self.collector:
+                line(peek[1], peek[2], peek[3])
+            else:
+                self._dispatch(peek[1])
             peek = next(it, None)
         self._peek = peek
         ex._clock_to(t_ms + 1)
@@ -184,7 +288,7 @@ class ReplaySource(MarketSource):
         raise NotImplementedError("replay takes are filled by the exchange against the replayed book")
 
     def stats(self) -> dict[str, Any]:
-        return {"file": str(self.path), "finished": self.finished, **dict(self.counts)}
+        return {"file": str(self.path), "finished": self.finished, "records": self.records, **dict(self.counts)}
 
     # ---------------------------------------------------------- dispatch
     def _sym(self, name: str, price: Any = None, qty: Any = None) -> int:
@@ -215,10 +319,48 @@ class ReplaySource(MarketSource):
             self._stream_kind[name] = kind
         return kind
 
+    def _handle(self, item: Item) -> None:
+        if self.collector:
+            self._dispatch_line(item[1], item[2], item[3])
+        else:
+            self._dispatch(item[1])
+
+    def _dispatch_line(self, obj: Any, raw: bytes | None, stream: bytes | None) -> None:
+        """One collector line: a combined-stream message is published as its original bytes."""
+        ex = self._ex
+        assert ex is not None
+        self.records += 1
+        if raw is None or stream is None:
+            self._dispatch((obj, 0, self._hint))
+            return
+        if obj is None:  # an undecoded bookTicker line
+            known = self._names.get(stream)
+            if known is None:
+                name = stream.decode()
+                known = self._names[stream] = (name, self._sym(name.partition("@")[0].upper()))
+            ex.publish_recorded(known[0], "bookTicker", raw)
+            ex._on_book_ticker_raw(known[1], raw)
+            return
+        name = obj["stream"]
+        d = obj["data"]
+        kind = self._stream_kind.get(name, "")
+        if kind == "":
+            kind = self._kind(name)
+        if kind is not None:
+            ex.publish_recorded(name, kind, raw)
+        try:
+            if kind == "bookTicker" and type(d) is dict:
+                ex._on_book_ticker_raw(self._sym(d["s"], d["b"], d["B"]), raw)
+            else:
+                self._apply(d, self._hint, kind == "depth")
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            self.counts[f"bad:{type(exc).__name__}"] += 1
+
     def _dispatch(self, payload: Any) -> None:
         ex = self._ex
         assert ex is not None
-        self.counts["records"] += 1
+        if not self.collector:
+            self.records += 1
         try:
             if type(payload) is tuple:
                 obj, _, hint = payload
@@ -304,9 +446,11 @@ class ReplaySource(MarketSource):
         elif e == "depthUpdate":
             if not diff:
                 return  # a partial book (@depth5/10/20) is a top-N picture, not a diff
-            i = self._sym(d["s"])
-            ex._on_depth(i, int(d.get("T") or d["E"]), int(d["U"]), int(d["u"]), int(d["pu"]),
-                         self._levels(i, d["b"]), self._levels(i, d["a"]))
+            b, a = d["b"], d["a"]
+            if type(b) is not list or type(a) is not list:
+                raise TypeError("depth levels")
+            ex._on_depth_raw(self._sym(d["s"]), int(d.get("T") or d["E"]), int(d["U"]), int(d["u"]), int(d["pu"]),
+                             b, a)
         elif e == "bookTicker":
             i = self._sym(d["s"], d["b"], d["B"])
             ps, qs = self._scale[i]

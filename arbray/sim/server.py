@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import struct
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -43,6 +44,18 @@ from arbray.sim.faults import ConnectionFaults, FaultConfig, FaultInjector
 from arbray.sim.streams import UnknownStream
 
 log = logging.getLogger(__name__)
+
+
+def _text_frame_header(n: int) -> bytes:
+    """The RFC 6455 header of an unmasked final text frame carrying ``n`` bytes."""
+    if n < 126:
+        return bytes((0x81, n))
+    if n < 65_536:
+        return struct.pack("!BBH", 0x81, 126, n)
+    return struct.pack("!BBQ", 0x81, 127, n)
+
+
+_HEADERS: dict[int, bytes] = {n: _text_frame_header(n) for n in range(4096)}  # payload length → header
 _HEADERS_KEY = web.RequestKey("arbray_rate_headers", dict)
 _WS_METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 
@@ -69,6 +82,8 @@ class SimServerConfig(FrozenModel):
     max_chunk_ms: int = Field(50, ge=1, le=60_000, description="'max' speed: market ms per advance")
     high_water: int = Field(2_000, ge=10, description="'max' speed: wait while a connection queues more")
     max_queue: int = Field(500_000, ge=100, description="paced: a connection queueing more is dropped")
+    send_batch: int = Field(512, ge=1, description="frames written to the socket in one call")
+    write_buffer: int = Field(262_144, ge=1024, description="bytes buffered per connection before waiting")
     ping_interval_s: float = Field(180.0, gt=0)
     pong_timeout_s: float = Field(600.0, gt=0)
     max_incoming_per_s: int = Field(10, ge=1)
@@ -131,6 +146,8 @@ class _Conn:
         self.incoming: deque[float] = deque()
         self.closing: str | None = None
         self.sender: asyncio.Task[None] | None = None
+        self.transport: asyncio.Transport | None = None
+        self.drain: Callable[[], Awaitable[None]] | None = None
 
 
 class _Hub:
@@ -351,13 +368,14 @@ class SimServer:
         if c.closing is not None:
             return
         q = c.queue
+        was_empty = not q
         if self.faults.streams_active:
             for frame in c.faults.apply(kind, data):
                 q.append((kind, frame))
         else:
             q.append((kind, data))
         n = len(q)
-        if n == 1 or not c.wake.is_set():
+        if was_empty and n:
             c.wake.set()
         if n > self.config.high_water:
             c.room.clear()
@@ -369,8 +387,14 @@ class SimServer:
         c.wake.set()
 
     async def _sender(self, c: _Conn) -> None:
-        q, ws, sent, low = c.queue, c.ws, self.sent, self.config.high_water // 2
-        text = WSMsgType.TEXT
+        """Write queued frames in batches straight to the socket (one write per batch, RFC 6455 text
+        frames; aiohttp's own pings and close frames go through its writer, whole frames either way),
+        waiting for the socket to drain above ``write_buffer`` — the back-pressure 'max' speed relies on."""
+        q, sent, cfg = c.queue, self.sent, self.config
+        low, batch_max, limit = cfg.high_water // 2, cfg.send_batch, cfg.write_buffer
+        tr, drain = c.transport, c.drain
+        assert tr is not None
+        headers, header = _HEADERS, _text_frame_header
         try:
             while c.closing is None:
                 if not q:
@@ -378,14 +402,31 @@ class SimServer:
                     c.wake.clear()
                     await c.wake.wait()
                     continue
-                kind, data = q.popleft()
-                if self._stalled_until and time.monotonic() < self._stalled_until and kind != "control":
-                    self.faults.count("stall_dropped")
-                    continue
-                await ws.send_frame(data, text)
-                sent[kind] += 1
+                if tr.is_closing():
+                    return
+                stalled = bool(self._stalled_until) and time.monotonic() < self._stalled_until
+                parts: list[bytes] = []
+                n = 0
+                while q and n < batch_max:
+                    kind, data = q.popleft()
+                    n += 1
+                    if stalled and kind != "control":
+                        self.faults.count("stall_dropped")
+                        continue
+                    n_bytes = len(data)
+                    parts.append(headers.get(n_bytes) or header(n_bytes))
+                    parts.append(data)
+                    sent[kind] += 1
+                if parts:
+                    tr.write(b"".join(parts))
                 if len(q) < low:
                     c.room.set()
+                if tr.get_write_buffer_size() > limit:
+                    if drain is not None:
+                        await drain()
+                    else:
+                        while tr.get_write_buffer_size() > limit and not tr.is_closing():
+                            await asyncio.sleep(0.001)
         except (ConnectionError, RuntimeError):
             pass
         finally:
@@ -464,6 +505,8 @@ class SimServer:
         await ws.prepare(request)
         self._conn_numbers += 1
         c = _Conn(self._conn_numbers, ws, combined, request.remote or "", self.faults.connection(), time.monotonic())
+        c.transport = request.transport
+        c.drain = getattr(request.protocol, "_drain_helper", None)  # aiohttp's flow-control wait, if present
         self._conns.add(c)
         self.counts["connections_opened"] += 1
         for n in dict.fromkeys(names):

@@ -147,9 +147,9 @@ def test_stream_and_rest_payloads_have_the_real_recordings_shapes(real_data: Pat
             url = srv.ws_url + "/stream?streams=" + "/".join(f"btcusdt@{s}" for s in streams)
             got: dict[str, Any] = {}
             async with connect(url) as ws:
-                deadline = time.monotonic() + 5
+                deadline = time.monotonic() + 20
                 while len(got) < len(streams) and time.monotonic() < deadline:
-                    m = await recv_json(ws)
+                    m = await recv_json(ws, timeout=10)
                     got.setdefault(m["stream"].partition("@")[2], m["data"])
             for name, real in streams.items():
                 assert shape(got[name]) == shape(real), name
@@ -267,7 +267,7 @@ def test_server_pings_and_a_client_that_never_pongs_is_dropped() -> None:
                         break
                 lasted = time.monotonic() - started
                 assert pings >= 1 and 0.5 <= lasted < 2.5
-                assert silent.close_code == 1008
+                assert (msg.type, msg.data, msg.extra) == (aiohttp.WSMsgType.CLOSE, 1008, "no_pong")
                 await recv_json(good)  # the client that answers pings is still served
             assert srv.counts["closed:no_pong"] == 1
 
