@@ -257,7 +257,7 @@ class RuntimeReload(Out):
     """Whether the running engine re-read the journal after the change (it also does every cycle)."""
 
     reloaded: bool
-    version: int | None = None
+    version: int | str | None = Field(None, description="the runtime's strategy-set version after the reload")
     running: list[str] | None = None
     detail: str | None = None
 
@@ -421,9 +421,9 @@ class PositionOut(Relay):
     position_id: str
     symbol: str
     side: str
-    qty: float
-    entry_price: float
-    opened_ms: int
+    qty: float | None = Field(None, description="None while the entry order is still working")
+    entry_price: float | None = Field(None, description="None while the entry order is still working")
+    opened_ms: int | None = None
     mark_price: float | None = None
     risk_usd: float | None = None
     risk_distance: float | None = None
@@ -447,10 +447,10 @@ class Positions(Out):
 class MarketDetail(Relay):
     """One symbol: snapshot, book top levels, recent liquidations and a 24 h price/CVD series."""
 
-    snapshot: dict[str, Any]
-    book: dict[str, Any]
-    liquidations: list[dict[str, Any]]
-    series: list[dict[str, Any]]
+    snapshot: dict[str, Any] | None = Field(None, description="None until the symbol's first evaluation boundary")
+    book: dict[str, Any] = Field(default_factory=dict)
+    liquidations: list[dict[str, Any]] = Field(default_factory=list)
+    series: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class MarketIndicators(Out):

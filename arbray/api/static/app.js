@@ -602,7 +602,7 @@ function viewMarket(root, symbol) {
     const out = [];
     try {
       const m = await api(`/market/${sym}`);
-      const f = m.snapshot;
+      const f = m.snapshot || { book_state: m.book.state || "warming up" };
       out.push(h("div", { class: "summary" }, kpi("Price", fmt(f.price)), kpi("CVD 5m", signed(f.cvd_5m, 3), cls(f.cvd_5m)),
         kpi("CVD 1h", signed(f.cvd_1h, 3), cls(f.cvd_1h)), kpi("ATR/price 5m", pct(f.atr_pct_5m)), kpi("OBI 10", fmt(f.obi_10, 3)),
         kpi("Spread (bps)", fmt(f.spread_bps, 2)), kpi("Funding", pct(f.funding_rate)), kpi("Book", f.book_state)));
