@@ -5,8 +5,9 @@ model (``arbray.sim.model``) and writes an hftbacktest collector file that ``arb
 ``arbray backtest`` read like a real recording; a JSON summary line goes to stdout.
 
 ``arbray sim serve --port 0 --symbols BTCUSDT,ETHUSDT [--speed 1|N|max] [--replay FILE] …`` serves a
-local Binance USD-M (``arbray.sim.server``) on loopback, prints one JSON line with its REST and WS
-base URLs when ready, and serves until SIGINT/SIGTERM.
+local Binance USD-M (``arbray.sim.server``, with the trading API of ``arbray.sim.trading_api`` unless
+``--no-trading``) on loopback, prints one JSON line with its REST and WS base URLs (and the trading
+account) when ready, and serves until SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -79,8 +80,15 @@ async def serve(args: argparse.Namespace, ready: asyncio.Event | None = None) ->
         ex_fields["symbols"] = symbols
     exchange = SimExchange(SimExchangeConfig(**ex_fields))
     faults = FaultConfig.from_file(args.faults) if args.faults else FaultConfig()
+    extensions: list[Any] = []
+    account: dict[str, Any] | None = None
+    if not args.no_trading:  # signed trading routes and the user-data stream (arbray.sim.trading_api)
+        from arbray.sim.trading_api import trading_extension
+
+        api, account = trading_extension(exchange)
+        extensions.append(api)
     server = SimServer(exchange, SimServerConfig(host=args.host, port=args.port, allow_remote=args.allow_remote,
-                                                 faults=faults))
+                                                 faults=faults), extensions=extensions)
     if args.paused:
         exchange.pause()
     await server.start()
@@ -89,8 +97,11 @@ async def serve(args: argparse.Namespace, ready: asyncio.Event | None = None) ->
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    line = {"rest": server.rest_url, "ws": server.ws_url, "symbols": list(exchange.symbols), "mode": exchange.mode,
-            "speed": exchange.speed, "paused": exchange.paused, "market_ms": exchange.now_ms()}
+    line: dict[str, Any] = {"rest": server.rest_url, "ws": server.ws_url, "symbols": list(exchange.symbols),
+                            "mode": exchange.mode, "speed": exchange.speed, "paused": exchange.paused,
+                            "market_ms": exchange.now_ms()}
+    if account is not None:
+        line["account"] = account  # a generated secret is printed here once, never again
     sys.stdout.buffer.write(orjson.dumps(line) + b"\n")
     sys.stdout.flush()
     if ready is not None:
@@ -137,4 +148,6 @@ def register(subparsers: Any) -> None:
     v.add_argument("--rate-scale", type=float, default=1.0, help="scale the model's trade and maker rates")
     v.add_argument("--faults", default=None, help="fault config (YAML or JSON), see arbray.sim.faults")
     v.add_argument("--paused", action="store_true", help="start with the market paused (POST /_sim/resume)")
+    v.add_argument("--no-trading", action="store_true",
+                   help="market data only: no signed trading routes and no user-data stream")
     v.set_defaults(func=_cmd_serve)

@@ -498,6 +498,7 @@ class SimExchange:
         self.mode = self.source.mode
         self._syms: list[_Sym] = []
         self._by_name: dict[str, _Sym] = {}
+        self.symbols: tuple[str, ...] = ()  # listed symbols (a replay may list more as they appear)
         for spec in self.source.symbols:
             self._add_symbol(spec)
         self._now = 0
@@ -536,6 +537,7 @@ class SimExchange:
         s.next_agg = 200_000_000 + 7_919_000 * s.idx  # aggTrade ids: their own sequence, as on Binance
         self._syms.append(s)
         self._by_name[spec.symbol] = s
+        self.symbols = (*self.symbols, spec.symbol)
         return s
 
     def add_symbol(self, spec: ExchangeSymbol) -> int:
@@ -581,10 +583,6 @@ class SimExchange:
             s.next_funding = (self.start_ms // period + 1) * period
 
     # ------------------------------------------------------------ identity
-    @property
-    def symbols(self) -> tuple[str, ...]:
-        return tuple(s.name for s in self._syms)
-
     def now_ms(self) -> int:
         """Market time: everything stamped at or before it has been published."""
         return self._now

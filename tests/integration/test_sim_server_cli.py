@@ -3,6 +3,7 @@ a clean exit on SIGTERM, loopback unless a remote host is explicitly allowed, re
 
 from __future__ import annotations
 
+import os
 import select
 import signal
 import subprocess
@@ -22,8 +23,9 @@ pytestmark = pytest.mark.integration
 
 
 def _serve(*args: str) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARBRAY_SIM_API")}  # a generated account
     proc = subprocess.Popen([sys.executable, "-m", "arbray", "sim", "serve", "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], 30)
     if not ready:
@@ -58,6 +60,8 @@ def test_serve_prints_its_urls_serves_and_exits_cleanly_on_sigterm(tmp_path: Pat
     try:
         assert info["symbols"] == ["BTCUSDT", "ETHUSDT"] and info["mode"] == "model" and info["speed"] == 5.0
         assert info["rest"].startswith("http://127.0.0.1:") and info["ws"] == info["rest"].replace("http", "ws")
+        account = info["account"]  # the trading API: a generated key pair, printed once
+        assert len(account["api_key"]) == 64 and len(account["api_secret"]) == 64
         assert _get(info["rest"] + "/fapi/v1/ping") == {}
         assert len(_get(info["rest"] + "/fapi/v1/klines?symbol=ETHUSDT&interval=1m&limit=1000")) >= 60
         assert _get(info["rest"] + "/_sim/faults")["seed"] == 3
@@ -69,9 +73,9 @@ def test_serve_prints_its_urls_serves_and_exits_cleanly_on_sigterm(tmp_path: Pat
 def test_serve_replays_a_recording(tmp_path: Path) -> None:
     rec = tmp_path / "sim.gz"
     generate(MarketModelConfig(symbols=("BTCUSDT",), hours=0.005, seed=2, rate_scale=0.2), rec)
-    proc, info = _serve("--replay", str(rec), "--speed", "max")
+    proc, info = _serve("--replay", str(rec), "--speed", "max", "--no-trading")
     try:
-        assert info["mode"] == "replay" and info["symbols"] == ["BTCUSDT"]
+        assert info["mode"] == "replay" and info["symbols"] == ["BTCUSDT"] and "account" not in info
         assert _get(info["rest"] + "/fapi/v1/depth?symbol=BTCUSDT&limit=5")["lastUpdateId"] > 0
     finally:
         assert _stop(proc) == 0
