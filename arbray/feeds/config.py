@@ -24,7 +24,7 @@ POLLERS = ("open_interest", "open_interest_hist", "long_short_ratio", "top_trade
 
 # <kind> as in "<symbol>@<kind>": the stream kinds a symbol can be subscribed to.
 _STREAM_KIND = re.compile(
-    r"^(aggTrade|trade|bookTicker|forceOrder|depth(@(100|250|500)ms)?|depth(5|10|20)(@(100|250|500)ms)?"
+    r"^(aggTrade|trade|bookTicker|forceOrder|depth(@(0|100|250|500)ms)?"
     r"|markPrice(@1s)?|kline_(1m|3m|5m|15m|30m|1h|2h|4h|6h|8h|12h|1d|3d|1w|1M))$"
 )
 _GLOBAL_STREAM = re.compile(r"^!(forceOrder@arr|markPrice@arr(@1s)?|bookTicker)$")
@@ -88,6 +88,9 @@ class FeedConfig(FrozenModel):
     subscribe_batch: int = Field(50, ge=1, le=1024, description="streams per SUBSCRIBE message")
     control_msgs_per_s: float = Field(4.0, gt=0, le=10, description="client->server messages per second "
                                                                     "(Binance disconnects above 10)")
+    transport: Literal["aiohttp", "websockets"] = Field(
+        "aiohttp", description="WebSocket client library (aiohttp's C frame reader costs a third of websockets' "
+                               "per frame; see docs/feeds.md)")
     compression: bool = Field(False, description="negotiate permessage-deflate")
     open_timeout_s: float = Field(10.0, gt=0, le=120, description="WebSocket handshake timeout")
     close_timeout_s: float = Field(1.0, gt=0, le=60, description="wait for a close handshake before aborting")

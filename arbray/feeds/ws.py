@@ -12,8 +12,11 @@
   delivers data, and closes the old one ``rotation_overlap_s`` later. Both deliver during the
   overlap; the feed's sequencers drop whatever arrives twice.
 
-Server pings are answered by ``websockets`` itself (no client pings: they would count against
-the 10 messages/s). Every frame is handed on as bytes with its local receive time in ns.
+Two client libraries (``transport``): aiohttp (default; its C frame reader costs about a third of
+``websockets``' pure-Python one per frame, measured in ``benchmarks/bench_feed.py``) and
+``websockets``. Either answers server pings itself; the client sends no pings of its own (they
+would count against the 10 messages/s). Every frame is handed on as bytes with its local receive
+time in ns.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
+import aiohttp
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -38,6 +43,7 @@ MessageHandler = Callable[[bytes, int], None]
 
 _PUBLIC_KINDS = ("depth", "bookTicker")  # what Binance's routed /public path carries
 CONNECTS_PER_5_MIN = 300  # Binance: at most 300 new connections per 5 minutes per IP
+_USER_AGENT = "arbray-feed/0.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +81,9 @@ def _is_data(raw: bytes) -> bool:
 
 
 class _Connection:
-    """One open WebSocket and the task reading it."""
+    """One open WebSocket and the task reading it (``_WebsocketsConnection`` / ``_AiohttpConnection``)."""
 
-    def __init__(self, ws: ClientConnection, on_message: MessageHandler) -> None:
-        self.ws = ws
+    def __init__(self, on_message: MessageHandler) -> None:
         self.on_message = on_message
         self.opened_mono = time.monotonic()
         self.last_ns = time.time_ns()
@@ -87,35 +92,101 @@ class _Connection:
         self.aborted_by_watchdog = False
         self.rotate_at: float | None = None  # monotonic time of the next rotation
 
+    def _seen(self, raw: bytes, t: int) -> None:
+        """Before the first data frame (control replies do not count as delivering)."""
+        self.last_ns = t
+        self.on_message(raw, t)
+        if _is_data(raw):
+            self.first_data.set()
+
     async def read(self) -> None:
-        recv, on_message, now = self.ws.recv, self.on_message, time.time_ns
-        while True:  # until the first data message (control replies do not count)
-            raw = await recv(decode=False)
-            t = now()
-            self.last_ns = t
-            on_message(raw, t)
-            if _is_data(raw):
-                self.first_data.set()
-                break
-        while True:  # the hot loop
-            raw = await recv(decode=False)
-            t = now()
-            self.last_ns = t
-            on_message(raw, t)
+        raise NotImplementedError
+
+    async def send(self, text: str) -> None:
+        raise NotImplementedError
 
     def abort(self) -> None:
-        """Drop the TCP connection now (a stalled peer would never answer a close handshake)."""
-        transport = self.ws.transport
-        if transport is not None:
-            transport.abort()
+        """Stop reading now and drop the connection (a stalled peer may never answer a close handshake)."""
+        raise NotImplementedError
+
+    async def _close_socket(self) -> None:
+        raise NotImplementedError
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
-            await self.ws.close()
+            await self._close_socket()
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(BaseException):
                 await self.task
+
+
+class _WebsocketsConnection(_Connection):
+    """A connection opened with the ``websockets`` library."""
+
+    def __init__(self, ws: ClientConnection, on_message: MessageHandler) -> None:
+        super().__init__(on_message)
+        self.ws = ws
+
+    async def read(self) -> None:
+        recv, now = self.ws.recv, time.time_ns
+        with contextlib.suppress(ConnectionClosed):
+            while not self.first_data.is_set():
+                raw = await recv(decode=False)
+                self._seen(raw, now())
+            on_message = self.on_message
+            while True:  # the hot loop
+                raw = await recv(decode=False)
+                t = now()
+                self.last_ns = t
+                on_message(raw, t)
+
+    async def send(self, text: str) -> None:
+        await self.ws.send(text)
+
+    def abort(self) -> None:
+        transport = self.ws.transport
+        if transport is not None:
+            transport.abort()
+
+    async def _close_socket(self) -> None:
+        await self.ws.close()
+
+
+class _AiohttpConnection(_Connection):
+    """A connection opened with aiohttp's client (C-accelerated frame reader, text frames as bytes)."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse[Literal[False]], on_message: MessageHandler) -> None:
+        super().__init__(on_message)
+        self.ws = ws
+
+    async def read(self) -> None:
+        receive, now = self.ws.receive, time.time_ns
+        data_types = (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
+        while not self.first_data.is_set():
+            msg = await receive()
+            if msg.type not in data_types:
+                return
+            self._seen(msg.data, now())
+        on_message = self.on_message
+        while True:  # the hot loop
+            msg = await receive()
+            if msg.type not in data_types:  # CLOSE, CLOSING, CLOSED, ERROR
+                return
+            t = now()
+            self.last_ns = t
+            on_message(msg.data, t)
+
+    async def send(self, text: str) -> None:
+        await self.ws.send_str(text)
+
+    def abort(self) -> None:
+        if self.task is not None:
+            self.task.cancel()  # reading stops now; the socket closes in the background
+        asyncio.get_running_loop().create_task(self.close())
+
+    async def _close_socket(self) -> None:
+        await self.ws.close()
 
 
 class StreamShard:
@@ -134,6 +205,7 @@ class StreamShard:
         self._tasks: set[asyncio.Task[None]] = set()
         self._next_id = 1
         self._delay_next = False
+        self._session: aiohttp.ClientSession | None = None  # the aiohttp transport's
         self.last_error: str | None = None
 
     @property
@@ -153,6 +225,9 @@ class StreamShard:
             for conn in list(self._live):
                 await conn.close()
             self._live.clear()
+            if self._session is not None:
+                await self._session.close()
+                self._session = None
 
     async def _supervise(self) -> None:
         cfg = self.config
@@ -238,15 +313,12 @@ class StreamShard:
             self._connects.record(time.time_ns() // 1_000_000)
             self.stats["connect_attempts"] += 1
             try:
-                ws = await connect(self.url, open_timeout=cfg.open_timeout_s, close_timeout=cfg.close_timeout_s,
-                                   ping_interval=None, max_queue=cfg.max_queue, max_size=2**24,
-                                   compression="deflate" if cfg.compression else None, proxy=None,
-                                   user_agent_header="arbray-feed/0.1")
-            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
+                conn = await self._open()
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed,
+                    aiohttp.ClientError) as exc:
                 self.stats["connect_failures"] += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 continue
-            conn = _Connection(ws, self.on_message)
             conn.task = asyncio.create_task(self._read(conn), name=f"{self.name}-conn{self._next_id}")
             self._next_id += 1
             self._live.append(conn)
@@ -255,9 +327,24 @@ class StreamShard:
                 self._spawn(self._subscribe(conn), f"{self.name}-subscribe")
             return conn
 
+    async def _open(self) -> _Connection:
+        cfg = self.config
+        if cfg.transport == "websockets":
+            ws = await connect(self.url, open_timeout=cfg.open_timeout_s, close_timeout=cfg.close_timeout_s,
+                               ping_interval=None, max_queue=cfg.max_queue, max_size=2**24,
+                               compression="deflate" if cfg.compression else None, proxy=None,
+                               user_agent_header=_USER_AGENT)
+            return _WebsocketsConnection(ws, self.on_message)
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(headers={"User-Agent": _USER_AGENT}, trust_env=False)
+        aws = await self._session.ws_connect(
+            self.url, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=cfg.close_timeout_s),
+            autoping=True, heartbeat=None, compress=15 if cfg.compression else 0, max_msg_size=2**24,
+            decode_text=False)
+        return _AiohttpConnection(aws, self.on_message)
+
     async def _read(self, conn: _Connection) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            await conn.read()
+        await conn.read()
 
     async def _subscribe(self, conn: _Connection) -> None:
         """Send ``SUBSCRIBE`` in batches, no faster than ``control_msgs_per_s``."""
@@ -269,8 +356,8 @@ class StreamShard:
                 await asyncio.sleep(interval)
             msg = {"method": "SUBSCRIBE", "params": list(streams[i:i + cfg.subscribe_batch]), "id": n + 1}
             try:
-                await conn.ws.send(orjson.dumps(msg).decode())
-            except ConnectionClosed:
+                await conn.send(orjson.dumps(msg).decode())
+            except (ConnectionClosed, ConnectionError, RuntimeError, aiohttp.ClientError):
                 return
             self.stats["control_msgs_sent"] += 1
 

@@ -106,14 +106,14 @@ def book_levels(levels: list[list[str]]) -> dict[float, float]:
     return {float(p): float(q) for p, q in levels}
 
 
-async def _faults_run() -> None:
+async def _faults_run(transport: str) -> None:
     ex = SimExchange(SimExchangeConfig(symbols=SYMBOLS, seed=11, speed=4.0, history_hours=0.25))
     server = SimServer(ex, SimServerConfig())
     await server.start()
     state = TrackingState()
     config = FeedConfig(ws_base=server.ws_url, rest_base=server.rest_url, symbols=SYMBOLS, pollers=(),
                         rest_timeout_s=0.5, rest_max_attempts=10, watchdog_s=5.0, gap_grace_ms=20,
-                        backoff_initial_s=0.05, backoff_max_s=0.5)
+                        backoff_initial_s=0.05, backoff_max_s=0.5, transport=transport)
     feed = MarketFeed(config, state)
     frames: Counter[str] = Counter()
     deliver = feed._on_message
@@ -215,5 +215,6 @@ async def _faults_run() -> None:
     assert injected.get("rest_5xx", 0) + injected.get("rest_timeout", 0) == 0 or stats["rest"]["retries"] > 0
 
 
-def test_feed_recovers_everything_under_faults() -> None:
-    asyncio.run(asyncio.wait_for(_faults_run(), 90))
+@pytest.mark.parametrize("transport", ["aiohttp", "websockets"])
+def test_feed_recovers_everything_under_faults(transport: str) -> None:
+    asyncio.run(asyncio.wait_for(_faults_run(transport), 90))

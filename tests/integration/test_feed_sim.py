@@ -58,7 +58,11 @@ def _liq_key(o: dict[str, Any]) -> tuple[Any, ...]:
     return (int(o["T"]), o["S"], float(o["p"]), float(o["ap"]), float(o["q"]), float(o["z"]))
 
 
-def test_rotation_has_no_gap_and_no_duplicate() -> None:
+TRANSPORTS = pytest.mark.parametrize("transport", ["aiohttp", "websockets"])
+
+
+@TRANSPORTS
+def test_rotation_has_no_gap_and_no_duplicate(transport: str) -> None:
     """Connections rotate every 1.5 s (the server would close them at 5 s): trades stay gap-free
     without any REST fill, and each liquidation — subscribed twice, per symbol and all-market —
     reaches the sink exactly once."""
@@ -70,7 +74,7 @@ def test_rotation_has_no_gap_and_no_duplicate() -> None:
         state = TrackingState()
         cfg = _feed_config(srv, streams=("aggTrade", "depth@100ms", "bookTicker", "forceOrder"),
                            global_streams=("!forceOrder@arr",), rotation_s=1.5, rotation_overlap_s=0.3,
-                           watchdog_s=1.0)
+                           watchdog_s=1.0, transport=transport)
         feed = MarketFeed(cfg, state)
         await feed.start()
         try:
@@ -97,13 +101,15 @@ def test_rotation_has_no_gap_and_no_duplicate() -> None:
     asyncio.run(_with_sim(body, model=model, max_lifetime_s=5.0))
 
 
-def test_watchdog_replaces_a_silent_connection() -> None:
+@TRANSPORTS
+def test_watchdog_replaces_a_silent_connection(transport: str) -> None:
     """The server stalls (open but silent) for 1.2 s every 2.5 s: the watchdog aborts and reconnects,
     and the trades lost in the stall come back through the REST gap fill."""
 
     async def body(ex: SimExchange, srv: SimServer) -> None:
         state = TrackingState()
-        feed = MarketFeed(_feed_config(srv, watchdog_s=0.4, backoff_initial_s=0.05, backoff_max_s=0.2), state)
+        feed = MarketFeed(_feed_config(srv, watchdog_s=0.4, backoff_initial_s=0.05, backoff_max_s=0.2,
+                                       transport=transport), state)
         await feed.start()
         try:
             assert await wait_for(lambda: srv.faults.counts["stall"] >= 2, 10.0)
