@@ -161,6 +161,10 @@ class FeedConfig(FrozenModel):
         bad_global = [g for g in self.global_streams if not _GLOBAL_STREAM.match(g)]
         if bad_global:
             broken.append((("global_streams",), f"unknown all-market streams {bad_global}"))
+        if "aggTrade" in self.streams and "trade" in self.streams:
+            broken.append((("streams",), "subscribe aggTrade or trade, not both (one trade id sequence per symbol)"))
+        if len([k for k in self.streams if k.startswith("depth")]) > 1:
+            broken.append((("streams",), "one diff-depth stream per symbol (each speed has its own pu chain)"))
         if len(set(self.symbols)) != len(self.symbols):
             broken.append((("symbols",), "symbols must be unique"))
         if self.snapshot_limit not in DEPTH_LIMITS:

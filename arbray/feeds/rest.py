@@ -139,7 +139,10 @@ class BinanceRest:
         attempt = 0
         while True:
             attempt += 1
-            await self._wait_for_budget(cost)
+            if not await self._wait_for_budget(cost, deadline - loop.time()):
+                self.stats["gave_up"] += 1
+                raise BinanceError(method, path, None, None, f"rate-limited for longer than the {cfg.deadline_s}s "
+                                                             "deadline", "backoff")
             self.limiter.charge(cost, self.clock.now_ms())
             self.stats["requests"] += 1
             self.stats["weight_charged"] += sum(cost.values())
@@ -203,13 +206,16 @@ class BinanceRest:
         self._blocked_until_ms = max(self._blocked_until_ms, until)
         self.stats["backoffs"] += 1
 
-    async def _wait_for_budget(self, cost: Mapping[Any, int]) -> None:
-        """Sleep until a 429/418 block has passed and the request fits every rate-limit window."""
+    async def _wait_for_budget(self, cost: Mapping[Any, int], within_s: float | None = None) -> bool:
+        """Sleep until a 429/418 block has passed and the request fits every rate-limit window; False
+        (at once, without sleeping) if that is further away than ``within_s``."""
         while True:
             now = self.clock.now_ms()
             wait = max(self._blocked_until_ms - now, self.limiter.wait_ms(cost, now))
             if wait <= 0:
-                return
+                return True
+            if within_s is not None and wait > within_s * 1000:
+                return False
             self.stats["rate_limit_waits"] += 1
             self.stats["rate_limit_wait_ms"] += min(wait, _RECHECK_MS)
             await asyncio.sleep(min(wait, _RECHECK_MS) / 1000)  # re-read the clock: it may be injected

@@ -159,6 +159,7 @@ class _AiohttpConnection(_Connection):
     def __init__(self, ws: aiohttp.ClientWebSocketResponse[Literal[False]], on_message: MessageHandler) -> None:
         super().__init__(on_message)
         self.ws = ws
+        self._closing: asyncio.Task[None] | None = None
 
     async def read(self) -> None:
         receive, now = self.ws.receive, time.time_ns
@@ -183,7 +184,7 @@ class _AiohttpConnection(_Connection):
     def abort(self) -> None:
         if self.task is not None:
             self.task.cancel()  # reading stops now; the socket closes in the background
-        asyncio.get_running_loop().create_task(self.close())
+        self._closing = asyncio.get_running_loop().create_task(self.close())
 
     async def _close_socket(self) -> None:
         await self.ws.close()

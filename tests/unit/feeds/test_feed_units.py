@@ -43,6 +43,10 @@ def test_presets_and_config_rules() -> None:
     text = str(exc.value)
     for field in ("streams", "snapshot_limit", "pollers", "symbols"):
         assert field in text
+    with pytest.raises(ValidationError, match="not both"):
+        _cfg(streams=("aggTrade", "trade"))
+    with pytest.raises(ValidationError, match="one diff-depth"):
+        _cfg(streams=("depth@100ms", "depth"))
     with pytest.raises(ValidationError):
         _cfg(symbols=("btcusdt",))  # symbols are upper case
     with pytest.raises(ValidationError):
