@@ -127,33 +127,27 @@ class _Channel:
             self.feed.emit_raw(self.feed.cur_raw, recv_ns)
 
     def on_event(self, ev: Event) -> None:
-        t = type(ev)
-        if t is DepthUpdate:
-            assert isinstance(ev, DepthUpdate)
+        if type(ev) is DepthUpdate:
             depth = self.depth
             depth.offer(ev.final_id, ev.prev_final_id, (ev, self.feed.cur_raw), ev.recv_ns // 1_000_000)
             if depth.held_since_ms is not None and self.expire_handle is None:
                 self.feed.schedule_expire(self, depth.window_ms / 1000)
             return
-        if t is MarkPrice:
-            assert isinstance(ev, MarkPrice)
+        if type(ev) is MarkPrice:
             if ev.event_ms <= self.mark_ms:
                 self.dups["markPriceUpdate"] += 1
                 return
             self.mark_ms = ev.event_ms
-        elif t is ForceOrder:
-            assert isinstance(ev, ForceOrder)
+        elif type(ev) is ForceOrder:
             if not self.recent.add((ev.trade_ms, ev.side, ev.price, ev.avg_price, ev.qty, ev.filled_qty)):
                 self.dups["forceOrder"] += 1
                 return
-        elif t is Kline:
-            assert isinstance(ev, Kline)
+        elif type(ev) is Kline:
             if not self.recent.add((ev.interval, ev.open_ms, ev.open, ev.high, ev.low, ev.close, ev.volume,
                                     ev.trades, ev.closed)):
                 self.dups["kline"] += 1
                 return
-        elif t is BookTicker:
-            assert isinstance(ev, BookTicker)
+        elif type(ev) is BookTicker:
             self.on_book_ticker(ev.update_id, ev.transact_ms, ev.bid, ev.bid_qty, ev.ask, ev.ask_qty, ev.recv_ns)
             return
         self._sink_event(ev)

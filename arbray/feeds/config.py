@@ -94,11 +94,11 @@ class FeedConfig(FrozenModel):
     compression: bool = Field(False, description="negotiate permessage-deflate")
     open_timeout_s: float = Field(10.0, gt=0, le=120, description="WebSocket handshake timeout")
     close_timeout_s: float = Field(1.0, gt=0, le=60, description="wait for a close handshake before aborting")
-    max_queue: int = Field(4096, ge=16, le=1_000_000, description="frames websockets buffers before pausing reads")
+    max_queue: int = Field(4096, ge=16, le=1_000_000,
+                           description="frames the websockets transport buffers before pausing reads")
     backoff_initial_s: float = Field(0.25, gt=0, le=60, description="first reconnect delay after a failure")
     backoff_max_s: float = Field(30.0, gt=0, le=600, description="cap of the exponential reconnect delay")
     backoff_jitter: float = Field(0.5, ge=0, le=1, description="delay is scaled by uniform(1 - jitter, 1)")
-    stable_after_s: float = Field(30.0, gt=0, le=3600, description="a connection this old resets the backoff")
     watchdog_s: float = Field(30.0, gt=0, le=3600, description="reconnect when a connection is silent this long")
     rotation_s: float = Field(23.5 * 3600, gt=0, le=24 * 3600,
                               description="replace each connection after this long (Binance closes at 24 h)")

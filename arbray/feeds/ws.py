@@ -337,7 +337,9 @@ class StreamShard:
                                user_agent_header=_USER_AGENT)
             return _WebsocketsConnection(ws, self.on_message)
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(headers={"User-Agent": _USER_AGENT}, trust_env=False)
+            self._session = aiohttp.ClientSession(
+                headers={"User-Agent": _USER_AGENT}, trust_env=False,
+                timeout=aiohttp.ClientTimeout(total=None, connect=cfg.open_timeout_s))
         aws = await self._session.ws_connect(
             self.url, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=cfg.close_timeout_s),
             autoping=True, heartbeat=None, compress=15 if cfg.compression else 0, max_msg_size=2**24,
