@@ -191,11 +191,11 @@ def test_listen_key_expiry_renews_the_key_and_the_stream() -> None:
 
 def test_keepalive_keeps_the_stream_alive() -> None:
     async def body() -> None:
-        cfg = TradingApiConfig(listen_key_validity_ms=800, expiry_check_ms=20)
+        cfg = TradingApiConfig(listen_key_validity_ms=1_500, expiry_check_ms=20)
         async with running_sim(api=cfg) as sim:
             venue = await started(sim.venue(keepalive_interval_s=0.2), Recorder())
-            try:
-                await wait_until(lambda: venue.stats()["counters"].get("keepalives", 0) >= 8, 6, "keep-alives")
+            try:  # 15 keep-alives take 3 s, twice the key's validity
+                await wait_until(lambda: venue.stats()["counters"].get("keepalives", 0) >= 15, 10, "keep-alives")
                 assert venue.stats()["counters"].get("listen_key_expired", 0) == 0
                 assert sim.api.counters["listen_keys_expired"] == 0
             finally:
