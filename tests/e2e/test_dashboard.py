@@ -1,7 +1,8 @@
 """The dashboard in a real browser: playwright-core drives Debian's Chromium against the API on
 uvicorn (loopback, free port) over a store seeded with a journalled backtest. Signs in, creates a
 strategy through the form (live weights check, the API's field errors shown), pauses it on the
-plaza, opens a strategy with trades, and saves screenshots under ``docs/img/``.
+plaza, opens a strategy with trades, and takes screenshots (into ``$ARBRAY_SCREENSHOT_DIR`` when set:
+``ARBRAY_SCREENSHOT_DIR=docs/img`` regenerates the committed ``docs/img/dashboard-*.png``).
 
 Needs (installed by CI, never by the test): ``apt-get install chromium`` and
 ``npm ci --prefix tests/e2e/browser``.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -24,7 +26,6 @@ REPO = Path(__file__).resolve().parents[2]
 BROWSER_DIR = REPO / "tests" / "e2e" / "browser"
 CHROMIUM = Path("/usr/bin/chromium")
 NODE = shutil.which("node")
-SHOTS = REPO / "docs" / "img"
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +40,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (apt-get install chromium)")
 @pytest.mark.skipif(NODE is None or not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir(),
                     reason="playwright-core is not installed (npm ci --prefix tests/e2e/browser)")
-def test_dashboard_sign_in_create_pause_and_detail(server: dict[str, Any]) -> None:
+def test_dashboard_sign_in_create_pause_and_detail(server: dict[str, Any], tmp_path: Path) -> None:
     from arbray.storage import open_store
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shots = Path(os.environ.get("ARBRAY_SCREENSHOT_DIR") or tmp_path)  # docs/img regenerates the committed ones
+    shots.mkdir(parents=True, exist_ok=True)
     assert NODE is not None
     proc = subprocess.run([NODE, str(BROWSER_DIR / "drive.mjs"), server["base"], server["token"],
-                           "v51_baseline@bt-seed", str(SHOTS)], capture_output=True, text=True, timeout=180,
+                           "v51_baseline@bt-seed", str(shots)], capture_output=True, text=True, timeout=180,
                           cwd=BROWSER_DIR)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -63,7 +65,7 @@ def test_dashboard_sign_in_create_pause_and_detail(server: dict[str, Any]) -> No
     assert res["market_notice"] is True  # no engine attached: the market view says so
     assert res["errors"] == [], res["errors"]
     for name in ("create", "plaza", "detail-signals", "detail-equity"):
-        assert (SHOTS / f"dashboard-{name}.png").stat().st_size > 10_000
+        assert (shots / f"dashboard-{name}.png").stat().st_size > 10_000
 
     async def check() -> dict[str, Any]:
         store = await open_store(server["dsn"])

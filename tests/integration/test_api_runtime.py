@@ -61,7 +61,7 @@ def test_engine_endpoints_and_a_strategy_from_creation_to_its_scores(tmp_path: P
 
             async def ready() -> bool:
                 return (await c.get("/readyz")).status_code == 200
-            await until(ready, 30, "readiness")
+            await until(ready, 90, "readiness")
             health = (await c.get("/api/v1/system/health", headers=h)).json()
             assert health["ready"] is True and health["mode"] == "paper" and health["data"]["BTCUSDT"]["fresh"]
             assert (await c.get("/api/v1/system/stats", headers=h)).json()["messages"] > 0
@@ -71,7 +71,7 @@ def test_engine_endpoints_and_a_strategy_from_creation_to_its_scores(tmp_path: P
             async def snapshot() -> dict[str, Any] | None:
                 snaps: dict[str, Any] = (await c.get("/api/v1/market/snapshots", headers=h)).json()
                 return snaps.get("BTCUSDT")
-            snap = await until(snapshot, 30, "a BTCUSDT snapshot")
+            snap = await until(snapshot, 90, "a BTCUSDT snapshot")
             assert snap["symbol"] == "BTCUSDT" and snap["price"] > 0
             m = (await c.get("/api/v1/market/BTCUSDT", headers=h)).json()
             assert m["book"]["bids"] and m["snapshot"]["symbol"] == "BTCUSDT"
@@ -86,7 +86,7 @@ def test_engine_endpoints_and_a_strategy_from_creation_to_its_scores(tmp_path: P
             async def scored() -> list[Any]:
                 rows: list[Any] = (await c.get("/api/v1/scores/latest", headers=h, params={"strategy": "eager"})).json()
                 return rows
-            (score,) = await until(scored, 30, "the new strategy's first score")
+            (score,) = await until(scored, 90, "the new strategy's first score")
             assert score["strategy"] == "eager" and score["symbol"] == "BTCUSDT"
 
             pos = (await c.get("/api/v1/positions", headers=h)).json()
