@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from arbray.runtime.config import RunConfig
-from arbray.runtime.local import endpoints_for, new_instance_id, run_strategies
+from arbray.runtime.local import endpoints_for, new_instance_id, run_strategies, sim_credentials
 from arbray.runtime.strategies import register_strategies
 from arbray.storage import open_store
 
@@ -108,8 +108,10 @@ async def launch(config: RunConfig, dsn: str, symbol_state_resource: str | None 
     cfg_json = config.model_dump(mode="json")
     run = RayRun(config, dsn, instance, now)
     opts = dict(ACTOR_OPTIONS)
+    sim_keys = sim_credentials() if config.mode == "sim" else None
     if config.source in ("sim", "replay"):
-        sim = SimExchangeActor.options(name="sim_exchange", namespace=NAMESPACE, **opts).remote(cfg_json, free_port())
+        sim = SimExchangeActor.options(name="sim_exchange", namespace=NAMESPACE, **opts).remote(
+            cfg_json, free_port(), sim_keys)
         run.handles["sim_exchange"] = sim
         run.sim_urls = await run.handles["sim_exchange"].urls.remote()
     endpoints = endpoints_for(config, run.sim_urls)
@@ -125,7 +127,8 @@ async def launch(config: RunConfig, dsn: str, symbol_state_resource: str | None 
         run.handles[name] = StrategyActor.options(name=name, namespace=NAMESPACE, **opts).remote(
             dsn, served, min(1_000, config.every_ms))
     run.handles["position_manager"] = PositionManagerActor.options(name="position_manager", namespace=NAMESPACE,
-                                                                   **opts).remote(cfg_json, dsn, instance, flatten, now)
+                                                                   **opts).remote(cfg_json, dsn, instance, flatten, now,
+                                                                                  ep, sim_keys)
     run.handles["risk_guard"] = RiskGuardActor.options(name="risk_guard", namespace=NAMESPACE, **opts).remote(
         cfg_json, dsn)
     await asyncio.gather(*(h.ready.remote() for h in run.handles.values()))
@@ -136,7 +139,22 @@ async def launch(config: RunConfig, dsn: str, symbol_state_resource: str | None 
         run.handles[name] = SymbolStateActor.options(name=name, namespace=NAMESPACE, **sym_opts).remote(
             cfg_json, dsn, name, list(syms), {s: assignment[s] for s in syms}, ep)
     await asyncio.gather(*(run.handles[n].ready.remote() for n, _ in config.groups()))
+    if config.source == "replay":
+        await _wait_for_permission(run)
+        await run.handles["sim_exchange"].resume.remote()
     return run
+
+
+async def _wait_for_permission(run: RayRun, timeout_s: float = 60.0) -> None:
+    """Until the PositionManager holds an ACTIVE permission blocking no symbol (a replay starts then,
+    so its first boundary trades exactly as the backtest's does)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        s = await run.handles["position_manager"].stats.remote()
+        if s.get("permission") == "ACTIVE" and s.get("blocked_symbols") == 0:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the risk guard gave no ACTIVE permission in time")
 
 
 def start_api(run: RayRun) -> str | None:
@@ -150,16 +168,17 @@ def start_api(run: RayRun) -> str | None:
 
 
 async def replay_drained(run: RayRun, control: ActorRuntimeControl, quiet_s: float = 2.0) -> bool:
-    """A replay has been served completely and every message has been processed and applied."""
+    """A replay has been served completely, and every message processed and handed to the PositionManager
+    (with boundary ordering, trades after the last boundary wait for a boundary that never comes — as the
+    backtest's end-of-file boundary, they are not part of the comparison)."""
     sim = run.handles.get("sim_exchange")
     if sim is None or not (await sim.state.remote()).get("finished"):
         return False
     before = (await control.stats())["messages"]
     await asyncio.sleep(quiet_s)
     after = await control.stats()
-    pm = after["position_manager"]
-    outbox = sum(s.get("outbox", 0) for s in after["symbol_states"])
-    return bool(after["messages"] == before and outbox == 0 and pm.get("pending", 0) == 0)
+    unsent = sum(s.get("unsent", 0) for s in after["symbol_states"])
+    return bool(after["messages"] == before and unsent == 0)
 
 
 async def stop(run: RayRun) -> None:

@@ -199,15 +199,20 @@ def _calibration_post() -> list[Any]:
 # ------------------------------------------------------------------------------------------ position manager
 class _PositionManagerActor(_Booting):
     def __init__(self, config_json: dict[str, Any], dsn: str, instance: str, flatten_baseline: int,
-                 started_ms: int) -> None:
+                 started_ms: int, endpoints: tuple[str, str, str | None],
+                 sim_keys: tuple[str, str] | None = None) -> None:
         cfg = RunConfig.model_validate(config_json)
         self.svc: PositionManagerService | None = None
         self.info = {"mode": cfg.mode, "source": cfg.source, "instance": instance, "started_ms": started_ms}
 
         async def boot() -> None:
+            from arbray.feeds.config import Endpoints
+            from arbray.runtime.local import make_venue
+
             store = await _open_store(dsn)
+            venue = make_venue(cfg, instance, Endpoints(*endpoints), sim_keys)
             self.svc = PositionManagerService(cfg.run_id, instance, cfg.position_manager, store, _journal(),
-                                              cfg.symbols, guard=_guard(),
+                                              cfg.symbols, guard=_guard(), venue=venue,
                                               flatten_baseline=flatten_baseline)
             await self.svc.start()
         self._boot_in_background(boot)
@@ -314,7 +319,7 @@ class _SymbolStateActor(_Booting):
             from arbray.feeds.client import MarketFeed
             from arbray.feeds.config import Endpoints, FeedConfig
             from arbray.feeds.rest import BinanceRest
-            from arbray.runtime.local import fetch_warmup_klines
+            from arbray.runtime.local import feed_config, fetch_warmup_klines
 
             ep = Endpoints(endpoints[0], endpoints[1], endpoints[2])
             store = await _open_store(dsn)
@@ -333,7 +338,7 @@ class _SymbolStateActor(_Booting):
                 await rest.close()
 
             def make_feed(core: Any) -> MarketFeed:
-                feed = MarketFeed(FeedConfig.for_endpoints(ep, tuple(symbols)), core)
+                feed = MarketFeed(feed_config(cfg, ep, symbols), core)
                 for sym, tid in last_ids.items():  # continue exactly after the journal: REST fills the gap
                     feed.resume_after(sym, tid)
                 return feed
@@ -378,11 +383,12 @@ async def _journal_trades(store: Any, symbol: str) -> TradeBatch | None:
 class _SimExchangeActor(_Booting):
     """The exchange simulator on a fixed loopback port (kept across a restart)."""
 
-    def __init__(self, config_json: dict[str, Any], port: int) -> None:
+    def __init__(self, config_json: dict[str, Any], port: int, sim_keys: tuple[str, str] | None = None) -> None:
         cfg = RunConfig.model_validate(config_json)
         self.server: Any = None
 
         async def boot() -> None:
+            from arbray.runtime.local import sim_extensions
             from arbray.sim.exchange import SimExchange, SimExchangeConfig
             from arbray.sim.faults import FaultConfig
             from arbray.sim.server import SimServer, SimServerConfig
@@ -394,9 +400,16 @@ class _SimExchangeActor(_Booting):
                 fields["replay"] = s.replay
             exchange = SimExchange(SimExchangeConfig(**fields))
             faults = FaultConfig.from_file(s.faults) if s.faults else FaultConfig()
-            self.server = SimServer(exchange, SimServerConfig(port=port, faults=faults))
+            if cfg.source == "replay":
+                exchange.pause()  # the driver resumes once the runtime is ready to take every message
+            self.server = SimServer(exchange, SimServerConfig(port=port, faults=faults),
+                                    extensions=sim_extensions(exchange, sim_keys))
             await self.server.start()
         self._boot_in_background(boot)
+
+    async def resume(self) -> None:
+        await self.ready()
+        self.server.exchange.resume()
 
     async def urls(self) -> tuple[str, str]:
         await self.ready()

@@ -67,6 +67,11 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     put("sim.rate_scale", args.rate_scale)
     put("sim.faults", args.faults)
     put("binance.testnet", True if args.testnet else None)
+    put("venue.credentials_file", args.credentials_file)
+    if args.mode == "live" and args.live and not args.testnet:
+        put("venue.allow_production", True)
+    if args.mode == "live":
+        data.setdefault("source", "binance")
     put("api.port", args.api_port)
     put("run_id", args.run_id)
     put("instance", args.instance)
@@ -76,6 +81,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         data.setdefault("warmup_klines", False)
         data.setdefault("symbol_state", {}).setdefault("timer_boundaries", False)
         data.setdefault("position_manager", {}).setdefault("ordering", "boundary")
+        data.setdefault("guard", {}).setdefault("require_fresh_data", False)
     return RunConfig.model_validate(data)
 
 
@@ -96,13 +102,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print("arbray: live trading needs BINANCE_API_KEY/BINANCE_API_SECRET or --credentials-file",
                   file=sys.stderr)
             return 2
-        print("arbray: live order entry is not wired into the runtime in this version; "
-              "use --mode paper with --source binance", file=sys.stderr)
-        return 2
-    if config.mode == "sim":
-        print("arbray: --mode sim (orders to the simulator over REST/WS) is not wired into the runtime in "
-              "this version; --mode paper trades on the simulator's market data", file=sys.stderr)
-        return 2
     dsn = args.db or default_dsn()
     duration = args.duration / 1000 if args.duration else None
     if args.in_process:

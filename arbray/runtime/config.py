@@ -46,6 +46,14 @@ class BinanceSourceConfig(FrozenModel):
     spot_rest_base: str | None = Field(None, description="override the spot REST base URL")
 
 
+class VenueRunConfig(FrozenModel):
+    """The order venue of modes ``sim`` and ``live`` (mode ``paper`` fills on the paper venue)."""
+
+    credentials_file: str | None = Field(None, description="live: a key/secret file (else BINANCE_API_KEY/SECRET)")
+    allow_production: bool = Field(False, description="live on Binance's production exchange (set by --live)")
+    reconcile_interval_s: float = Field(60.0, ge=0, le=86_400, description="periodic venue reconciliation; 0: off")
+
+
 class ApiRunConfig(FrozenModel):
     """The control API and dashboard of the run (Ray Serve)."""
 
@@ -73,6 +81,7 @@ class RunConfig(FrozenModel):
     guard: RiskGuardConfig = Field(default_factory=RiskGuardConfig)
     sim: SimSourceConfig = Field(default_factory=SimSourceConfig)
     binance: BinanceSourceConfig = Field(default_factory=BinanceSourceConfig)
+    venue: VenueRunConfig = Field(default_factory=VenueRunConfig)
     api: ApiRunConfig = Field(default_factory=ApiRunConfig)
 
     def _rule_violations(self) -> list[tuple[tuple[str, ...], str]]:

@@ -63,6 +63,54 @@ def endpoints_for(config: RunConfig, sim_urls: tuple[str, str] | None) -> Endpoi
     return Endpoints(b.ws_base or base.ws_base, b.rest_base or base.rest_base, b.spot_rest_base or base.spot_rest_base)
 
 
+def sim_credentials() -> tuple[str, str]:
+    """A fresh API key pair for the run's own simulator account (never stored, never printed)."""
+    return secrets.token_hex(32), secrets.token_hex(32)
+
+
+def make_venue(config: RunConfig, instance: str, endpoints: Endpoints,
+               sim_keys: tuple[str, str] | None) -> Any:
+    """The order venue of mode ``sim`` (the simulator's trading API) or ``live`` (Binance); None for paper."""
+    if config.mode == "paper":
+        return None
+    from arbray.venue.binance import BinanceVenue, BinanceVenueConfig
+    from arbray.venue.credentials import BinanceCredentials
+
+    prefix = "a" + instance.rsplit("-", 1)[-1][:6]  # per instance: engine ids restart with every run
+    vc = config.venue
+    if config.mode == "sim":
+        if sim_keys is None:
+            raise ValueError("mode 'sim' needs the simulator's account keys")
+        creds = BinanceCredentials(*sim_keys)
+        cfg = BinanceVenueConfig(rest_base=endpoints.rest_base, ws_base=endpoints.ws_base, client_id_prefix=prefix,
+                                 reconcile_interval_s=vc.reconcile_interval_s)
+    else:
+        creds = (BinanceCredentials.from_file(vc.credentials_file) if vc.credentials_file
+                 else BinanceCredentials.from_env())
+        base = (BinanceVenueConfig.testnet if config.binance.testnet else BinanceVenueConfig.production)
+        cfg = base(client_id_prefix=prefix, allow_production=vc.allow_production,
+                   reconcile_interval_s=vc.reconcile_interval_s)
+    return BinanceVenue(cfg, creds)
+
+
+def sim_extensions(exchange: Any, keys: tuple[str, str] | None) -> list[Any]:
+    """The simulator's trading API with the run's account (mode ``sim``), else nothing."""
+    if keys is None:
+        return []
+    from arbray.sim.trading_api import KEY_ENV, SECRET_ENV, trading_extension
+
+    api, _ = trading_extension(exchange, env={KEY_ENV: keys[0], SECRET_ENV: keys[1]})
+    return [api]
+
+
+def feed_config(config: RunConfig, endpoints: Endpoints, symbols: Sequence[str]) -> FeedConfig:
+    """The feed of one SymbolState. A replay carries only the recording: no REST indicator pollers
+    or spot price, which the backtest of the same file would not have."""
+    if config.source == "replay":
+        return FeedConfig.for_endpoints(endpoints, tuple(symbols), pollers=(), spot_rest_base=None)
+    return FeedConfig.for_endpoints(endpoints, tuple(symbols))
+
+
 async def fetch_warmup_klines(rest: BinanceRest, symbol: str) -> list[Kline]:
     """Closed 5m and 1h klines from REST (the ATR warm-up of a live start)."""
     out: list[Kline] = []
@@ -94,6 +142,7 @@ class LocalRuntime:
         self.pm: PositionManagerService | None = None
         self.guard: RiskGuardService | None = None
         self._rest: BinanceRest | None = None
+        self._sim_keys: tuple[str, str] | None = sim_credentials() if config.mode == "sim" else None
         self.restarts = 0
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -114,6 +163,7 @@ class LocalRuntime:
             guard_core.from_state(risk_rows["global"]["detail"])
         pm_cfg: PositionManagerConfig = cfg.position_manager
         self.pm = PositionManagerService(cfg.run_id, self.instance, pm_cfg, self.store, self.journal, cfg.symbols,
+                                         venue=make_venue(cfg, self.instance, endpoints, self._sim_keys),
                                          clock=self.clock, flatten_baseline=guard_core.x.flatten_seq)
         self.guard = RiskGuardService(guard_core, self.pm, self.journal)
         self.pm.guard = self.guard
@@ -128,10 +178,14 @@ class LocalRuntime:
                 warm = {s: (await fetch_warmup_klines(self._rest, s), None) for s in syms}
             await svc.start(warm)
             self.symbol_states.append(svc)
+        if cfg.source == "replay":  # the replay starts once new entries are allowed, as in the backtest
+            await asyncio.sleep(0)  # let the SymbolStates' first heartbeats run
+            await self.guard.publish()
+            self.sim.exchange.resume()
 
     def _feed_factory(self, endpoints: Endpoints, symbols: Sequence[str]) -> Any:
         def make(core: SymbolStateCore) -> MarketFeed:
-            return MarketFeed(FeedConfig.for_endpoints(endpoints, tuple(symbols)), core, self.clock)
+            return MarketFeed(feed_config(self.config, endpoints, symbols), core, self.clock)
         return make
 
     async def _start_sim(self) -> tuple[str, str]:
@@ -146,8 +200,11 @@ class LocalRuntime:
             fields["replay"] = s.replay
         fields["symbols"] = self.config.symbols
         exchange = SimExchange(SimExchangeConfig(**fields))
+        if self.config.source == "replay":
+            exchange.pause()
         faults = FaultConfig.from_file(s.faults) if s.faults else FaultConfig()
-        self.sim = SimServer(exchange, SimServerConfig(port=0, faults=faults))
+        self.sim = SimServer(exchange, SimServerConfig(port=0, faults=faults),
+                             extensions=sim_extensions(exchange, self._sim_keys))
         await self.sim.start()
         return self.sim.rest_url, self.sim.ws_url
 

@@ -153,22 +153,30 @@ class _OrderState:
 
 
 class _RecordingVenue:
-    """Between the trader and the real venue: every order, cancel and event is also recorded."""
+    """Between the trader and the real venue: every order, cancel and event is also recorded.
 
-    def __init__(self, inner: Venue, core: PositionManagerCore) -> None:
+    The paper venue's events arrive synchronously; an external venue's arrive as ``VenueItem``s
+    (logged inputs), so they are not connected here. While the core replays its log nothing reaches
+    the venue: those orders were sent before, and reconciliation settles them afterwards.
+    """
+
+    def __init__(self, inner: Venue, core: PositionManagerCore, external: bool) -> None:
         self.inner, self.core = inner, core
         self._handler: EventHandler | None = None
-        inner.connect(self._on_event)
+        if not external:
+            inner.connect(self._on_event)
 
     def connect(self, handler: EventHandler) -> None:
         self._handler = handler
 
     def submit(self, order: Order, now_ms: int) -> None:
         self.core._on_submit(order, now_ms)
-        self.inner.submit(order, now_ms)
+        if not self.core.replaying:
+            self.inner.submit(order, now_ms)
 
     def cancel(self, client_id: str, now_ms: int) -> None:
-        self.inner.cancel(client_id, now_ms)
+        if not self.core.replaying:
+            self.inner.cancel(client_id, now_ms)
 
     def _on_event(self, ev: VenueEvent) -> None:
         self.core._on_venue_event(ev)
@@ -193,7 +201,8 @@ class PositionManagerCore:
         paper: PaperVenue | None = None
         if venue is None:
             venue = paper = PaperVenue(config.trading.venue)
-        self.venue = _RecordingVenue(venue, self)
+        self.replaying = False  # set while the log is re-applied: no order reaches an external venue
+        self.venue = _RecordingVenue(venue, self, external=self.external_venue)
         self.trader = Trader([], config.trading, self.clock, self.venue, paper=paper)
         self.trader.on_close = self._on_close
         self.live: dict[str, LiveStrategy] = {}
@@ -238,7 +247,7 @@ class PositionManagerCore:
             self.trader.close_all(item.strategy)
             self.counters["close_commands"] += 1
         elif isinstance(item, VenueItem):
-            self.trader.on_venue_event(item.event)
+            self.venue._on_event(item.event)
         self._finish_positions()
         return out
 
@@ -469,6 +478,10 @@ class PositionManagerCore:
                 "trades": len(closed), "net_r": sum(p.r(p.net_pnl) for p in closed),
             }
         return out
+
+    def working_orders(self) -> dict[str, float]:
+        """Client id → filled quantity of every order this core believes is working (to reconcile)."""
+        return {cid: st.filled for cid, st in self._orders.items()}
 
     def stream_positions(self) -> dict[str, dict[str, int]]:
         """Per symbol: the last applied sequence number, trade id and boundary (senders resend after them)."""

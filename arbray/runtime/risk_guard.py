@@ -37,6 +37,8 @@ class RiskGuardConfig(FrozenModel):
     permission_ttl_ms: int = Field(5_000, ge=500, le=600_000, description="how long a permission stays valid")
     stale_data_ms: int = Field(30_000, ge=1_000, le=3_600_000, description="a symbol this silent opens nothing")
     heartbeat_timeout_ms: int = Field(15_000, ge=1_000, le=3_600_000, description="a silent source blocks its symbols")
+    require_fresh_data: bool = Field(True, description="block a symbol without recent market data (wall clock); "
+                                     "off for replays, whose pace is not the wall clock's")
     daily_loss_limit_r: float = Field(-15.0, le=0, ge=-1_000, description="portfolio realised R per UTC day → HALTED")
     max_venue_errors: int = Field(5, ge=1, le=10_000, description="venue errors within the window → REDUCING")
     venue_error_window_ms: int = Field(60_000, ge=1_000, le=3_600_000)
@@ -168,6 +170,8 @@ class RiskGuardCore:
             last = x.last_message.get(sym)
             if beat is None or now - beat[0] > c.heartbeat_timeout_ms:
                 blocked.append((sym, f"no heartbeat from {src}"))
+            elif not c.require_fresh_data:
+                continue
             elif last is None:
                 blocked.append((sym, "no market data yet"))
             elif now - last > c.stale_data_ms:

@@ -317,6 +317,7 @@ class SymbolStateService:
             **self.core.stats(), "submits": self.stats_.submits, "items_sent": self.stats_.items_sent,
             "resends": self.stats_.resends, "submit_errors": self.stats_.submit_errors,
             "score_errors": self.stats_.score_errors, "outbox": sum(len(q) for q in self.outbox.values()),
+            "unsent": sum(self.seq[s] - self._sent.get(s, 0) for s in self.seq),
             "boundary_to_ack_ms_p50": lat[len(lat) // 2] if lat else None,
             "boundary_to_ack_ms_p99": lat[int(len(lat) * 0.99)] if lat else None,
             "feed": self.feed.stats() if self.feed is not None else None,
@@ -396,6 +397,7 @@ class PositionManagerService:
         self._barrier_since: int | None = None
         self.counters: Counter[str] = Counter()
         self.replayed = 0
+        self.reconcile_report: dict[str, Any] | None = None
         self.submit_ms: deque[float] = deque(maxlen=10_000)
         self.flush_ms = flush_ms
         self.durable: dict[str, int] = {}  # per symbol: the last sequence number in the journal
@@ -412,6 +414,7 @@ class PositionManagerService:
                                    self.instance, self.flatten_baseline)
         self._strategy_version = strategies.version
         after = 0
+        core.replaying = True
         while True:
             rows = await self.store.pm_inputs(self.instance, after, 5_000)
             if not rows:
@@ -420,6 +423,7 @@ class PositionManagerService:
                 core.apply(decode_item(row))
                 self.replayed += 1
             after = rows[-1][0]
+        core.replaying = False
         self._seq = after
         self.core = core
         self.durable = dict(core.last_seq)
@@ -436,9 +440,14 @@ class PositionManagerService:
         return self.venue
 
     async def _start_venue(self) -> None:
-        start = getattr(self.venue, "start", None)
-        if start is not None:
-            await start()
+        """Connect the external venue's events to the log, start it, and reconcile what the log knows."""
+        assert self.core is not None
+        self.venue.connect(self._venue_events.put_nowait)
+        report = await self.venue.start(self.core.working_orders())
+        self.reconcile_report = {"clean": report.clean, "unknown": [o.client_id for o in report.unknown],
+                                 "lost": list(report.lost), "finished": dict(report.finished),
+                                 "recovered_fills": report.recovered_fills}
+        self.counters["reconciled_recovered_fills"] += report.recovered_fills
 
     async def stop(self) -> None:
         for t in list(self._tasks):
@@ -463,9 +472,10 @@ class PositionManagerService:
         merged = Outputs()
         now = self.clock.now_ms()
         for item in items:
+            row = encode_item(self._seq + 1, item, now)  # first: an item that cannot be logged changes nothing
             merged.extend(self.core.apply(item))
             self._seq += 1
-            self._rows.append(encode_item(self._seq, item, now))
+            self._rows.append(row)
             if isinstance(item, TradesItem | BoundaryItem):
                 self._pending_seq[item.symbol] = item.seq
         self._out.extend(merged)
@@ -634,6 +644,7 @@ class PositionManagerService:
                 "log_seq": self._seq, "pending": self.sequencer.pending(), "duplicates": self.sequencer.duplicates,
                 "barrier_forced": self.sequencer.forced,
                 "permission": self._applied_permission.state if self._applied_permission else None,
+                "blocked_symbols": len(self._applied_permission.blocked_symbols) if self._applied_permission else None,
                 "submit_ms_p50": lat[len(lat) // 2] if lat else None,
                 "submit_ms_p99": lat[int(len(lat) * 0.99)] if lat else None}
 

@@ -10,7 +10,7 @@ columns (the vectorised path) and materialises ``ScoreResult``s on demand.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
@@ -89,6 +89,12 @@ class ScoreResult:
     def gate_passed(self) -> bool:
         """True when no gate blocked and the snapshot was ready to score."""
         return self.block_reason is None
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Picklable (the runtime's input log): the read-only ``inputs`` view travels as a dict."""
+        values = tuple(dict(v) if f.name == "inputs" else v
+                       for f, v in ((f, getattr(self, f.name)) for f in fields(self)))
+        return _rebuild_score_result, values
 
     def layer(self, name: str) -> LayerScore:
         """The layer called ``name``."""
@@ -245,3 +251,10 @@ class ScoreBatch:
                 inputs=view,
             ))
         return out
+
+
+def _rebuild_score_result(*values: Any) -> ScoreResult:
+    """Unpickle a ``ScoreResult`` (``inputs`` read-only again)."""
+    r = ScoreResult(*values)
+    object.__setattr__(r, "inputs", MappingProxyType(dict(r.inputs)))
+    return r

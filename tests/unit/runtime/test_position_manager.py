@@ -19,6 +19,7 @@ from arbray.execution.trader import TradingConfig
 from arbray.features.snapshot import FeatureSnapshot
 from arbray.marketdata.parser import BinanceParser
 from arbray.replay.readers import Record
+from arbray.runtime.journal import decode_item, encode_item
 from arbray.runtime.position_manager import (
     BoundaryItem,
     Item,
@@ -150,7 +151,8 @@ def test_replaying_the_input_log_rebuilds_the_same_state() -> None:
     p.run(iter(recs))
     live = list(p.pm.live.values())
     fresh = PositionManagerCore("t1", p.pm.config, live)
-    replay(fresh, p.log)
+    rows = [encode_item(k + 1, item, 0) for k, item in enumerate(p.log)]  # through the input log's encoding
+    replay(fresh, [decode_item(r) for r in rows])
     assert fresh.accounts() == p.pm.accounts()
     assert fresh.positions() == p.pm.positions()
     assert fresh.stream_positions() == p.pm.stream_positions()
