@@ -374,6 +374,8 @@ class _Collector:
 
 
 class _Sink:
+    """One symbol's parser sink: trade prices into the collector's lists, other events to the collector."""
+
     def __init__(self, owner: _Collector, symbol: str) -> None:
         self._ts, self._px = owner.trades.setdefault(symbol, ([], []))
         self._owner = owner
@@ -400,6 +402,7 @@ class RecordingPrices:
 
     @classmethod
     def load(cls, files: Sequence[str | Path]) -> RecordingPrices:
+        """Parse ``files``; a symbol without trades uses its closed klines as its trade path."""
         col = _Collector()
         parser = BinanceParser(col)
         for f in files:
@@ -422,6 +425,7 @@ class RecordingPrices:
         return cls(trade, mark)
 
     def get(self, symbol: str, source: PriceSource) -> PricePath | None:
+        """The symbol's trade or mark-price path, if the recordings had one."""
         return (self.trade if source == "trade" else self.mark).get(symbol)
 
 
