@@ -59,8 +59,11 @@ class ActorRuntimeControl:
             raise RuntimeUnavailable(f"{name} is restarting: {exc}") from exc
 
     def _names(self, prefix: str) -> list[str]:
-        names = ray.util.list_named_actors(all_namespaces=True)
-        return sorted(n["name"] for n in names if n["namespace"] == self.namespace and n["name"].startswith(prefix))
+        """Names of the runtime's actors starting with ``prefix``; ``RuntimeUnavailable`` when no runtime runs."""
+        names = [n["name"] for n in ray.util.list_named_actors(all_namespaces=True) if n["namespace"] == self.namespace]
+        if "position_manager" not in names:
+            raise RuntimeUnavailable("the runtime is not running in namespace " + self.namespace)
+        return sorted(n for n in names if n.startswith(prefix))
 
     # ---- RuntimeControl ----------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:

@@ -25,7 +25,11 @@ def start_ray(num_cpus: int) -> None:
     """A private local Ray (free ports, never 6379, no dashboard), unless one is already initialised."""
     for k, v in RAY_ENV.items():
         os.environ.setdefault(k, v)
-    if not ray.is_initialized():
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):  # inside a Ray job (e.g. a sweep submitted through the API): join it
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+    else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
 

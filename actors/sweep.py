@@ -45,10 +45,14 @@ TASK_TIMEOUT_S = 3_600.0
 
 
 def start_ray(num_cpus: int) -> None:
-    """A private local Ray (free ports, never 6379), unless one is already initialised."""
+    """A private local Ray (free ports, never 6379), the job's cluster inside a Ray job, or the one already up."""
     for k, v in RAY_ENV.items():
         os.environ.setdefault(k, v)
-    if not ray.is_initialized():
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):  # inside a Ray job (e.g. a sweep submitted through the API): join it
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+    else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
 
