@@ -268,7 +268,7 @@ class _RiskGuardActor(_Booting):
             rows = await store.risk_state()
             if "global" in rows and isinstance(rows["global"].get("detail"), dict):
                 core.from_state(rows["global"]["detail"])
-            self.svc = RiskGuardService(core, cast(PermissionPort, _Port("position_manager")), _journal())
+            self.svc = RiskGuardService(core, cast(PermissionPort, _Port("position_manager")), _journal(), store=store)
             await self.svc.start()
         self._boot_in_background(boot)
 

@@ -42,6 +42,20 @@ WARMUP_KLINES = (("5m", 300), ("1h", 100))
 """Closed klines fetched per symbol at start: enough for ATR(14) and its percentile history."""
 
 
+async def wait_until(check: Any, timeout_s: float, what: str) -> None:
+    """Poll ``check()`` (sync or async) every 20 ms until it is true; ``TimeoutError`` naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ok = check()
+        if asyncio.iscoroutine(ok):
+            ok = await ok
+        if ok:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
 def new_instance_id(now_ms: int) -> str:
     """A fresh, sortable instance id: ``r<UTC time>-<random>``."""
     return time.strftime("r%Y%m%dT%H%M%SZ", time.gmtime(now_ms / 1000)) + "-" + secrets.token_hex(3)
@@ -165,7 +179,7 @@ class LocalRuntime:
         self.pm = PositionManagerService(cfg.run_id, self.instance, pm_cfg, self.store, self.journal, cfg.symbols,
                                          venue=make_venue(cfg, self.instance, endpoints, self._sim_keys),
                                          clock=self.clock, flatten_baseline=guard_core.x.flatten_seq)
-        self.guard = RiskGuardService(guard_core, self.pm, self.journal)
+        self.guard = RiskGuardService(guard_core, self.pm, self.journal, store=self.store)
         self.pm.guard = self.guard
         await self.pm.start()
         await self.guard.start()
@@ -178,8 +192,9 @@ class LocalRuntime:
                 warm = {s: (await fetch_warmup_klines(self._rest, s), None) for s in syms}
             await svc.start(warm)
             self.symbol_states.append(svc)
-        if cfg.source == "replay":  # the replay starts once new entries are allowed, as in the backtest
-            await asyncio.sleep(0)  # let the SymbolStates' first heartbeats run
+        if cfg.source == "replay":  # the replay starts once every feed listens and entries are allowed
+            await wait_until(lambda: self.sim.state()["connections"] >= len(self.symbol_states), 30,
+                             "the feeds to connect to the simulator")
             await self.guard.publish()
             self.sim.exchange.resume()
 

@@ -57,6 +57,7 @@ class GuardInputs:
     block_new: str | None = None
     halted: str | None = None  # emergency close reason, until resume
     killed: dict[str, str] = field(default_factory=dict)
+    killed_ms: dict[str, int] = field(default_factory=dict)
     flatten_seq: int = 0
 
 
@@ -140,6 +141,7 @@ class RiskGuardCore:
         elif command == "resume":
             self.x.block_new = self.x.halted = None
             self.x.killed.clear()
+            self.x.killed_ms.clear()
         elif command == "emergency_close":
             self.x.halted = reason or "manual"
             self.x.flatten_seq += 1
@@ -149,7 +151,17 @@ class RiskGuardCore:
 
     def kill(self, strategy: str, reason: str, source: str) -> None:
         self.x.killed[strategy] = reason or "manual"
+        self.x.killed_ms[strategy] = self.clock.now_ms()
         self._record("command:kill", source, f"{strategy}: {reason}")
+
+    def on_resumed(self, strategy: str, resumed_ms: int) -> bool:
+        """The strategy was set running again in the journal after its kill: the kill is lifted."""
+        if strategy in self.x.killed and resumed_ms > self.x.killed_ms.get(strategy, 0):
+            del self.x.killed[strategy]
+            self.x.killed_ms.pop(strategy, None)
+            self._record("resume:strategy", "journal", strategy)
+            return True
+        return False
 
     # ---- evaluation ----------------------------------------------------------------------------
     def evaluate(self) -> Permission:
@@ -205,12 +217,13 @@ class RiskGuardCore:
     def to_state(self) -> dict[str, Any]:
         x = self.x
         return {"block_new": x.block_new, "halted": x.halted, "killed": dict(x.killed),
-                "flatten_seq": x.flatten_seq, "day": x.day, "day_r": x.day_r}
+                "killed_ms": dict(x.killed_ms), "flatten_seq": x.flatten_seq, "day": x.day, "day_r": x.day_r}
 
     def from_state(self, d: Mapping[str, Any]) -> None:
         """Restore the persisted switches (a restarted guard keeps a halt and every kill)."""
         x = self.x
         x.block_new, x.halted = d.get("block_new"), d.get("halted")
         x.killed = dict(d.get("killed") or {})
+        x.killed_ms = {k: int(v) for k, v in (d.get("killed_ms") or {}).items()}
         x.flatten_seq = int(d.get("flatten_seq") or 0)
         x.day, x.day_r = int(d.get("day", -1)), float(d.get("day_r", 0.0))

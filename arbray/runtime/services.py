@@ -654,8 +654,9 @@ class RiskGuardService:
     """Publishes the guard's permission to the PositionManager (on change and every interval)."""
 
     def __init__(self, core: RiskGuardCore, pm: PermissionPort | None, journal: JournalPort | None,
-                 publish_every_ms: int = 1_000) -> None:
-        self.core, self.pm, self.journal = core, pm, journal
+                 publish_every_ms: int = 1_000, store: Store | None = None) -> None:
+        """``store`` (read only) lets a kill end when the strategy is resumed through the journal."""
+        self.core, self.pm, self.journal, self.store = core, pm, journal, store
         self.publish_every_ms = publish_every_ms
         self._tasks: set[asyncio.Task[Any]] = set()
         self._persisted: dict[str, Any] | None = None
@@ -674,6 +675,9 @@ class RiskGuardService:
             await asyncio.sleep(self.publish_every_ms / 1000)
 
     async def publish(self) -> Permission:
+        if self.store is not None and self.core.x.killed:
+            for s in await self.store.list_strategies("running"):
+                self.core.on_resumed(s["slug"], int(s["status_changed_ms"]))
         p = self.core.evaluate()
         if self.pm is not None:
             try:
