@@ -284,9 +284,6 @@ class ReplaySource(MarketSource):
             self.finished = True
             ex.flush_conflated()  # the file's last changes reach the conflated depth streams too
 
-    def take(self, sym: int, ms: int, buy: bool, qty: int, limit: int | None) -> list[tuple[int, int]]:
-        raise NotImplementedError("replay takes are filled by the exchange against the replayed book")
-
     def stats(self) -> dict[str, Any]:
         return {"file": str(self.path), "finished": self.finished, "records": self.records, **dict(self.counts)}
 
