@@ -737,23 +737,23 @@ class SimServer:
             "/fapi/v1/ping": lambda p: {},
             "/fapi/v1/time": lambda p: {"serverTime": ex.now_ms()},
             "/fapi/v1/exchangeInfo": lambda p: ex.exchange_info(self._rate_limit_info()),
-            "/fapi/v1/depth": lambda p: ex.depth(p.symbol(), p.int("limit", 500)),
+            "/fapi/v1/depth": lambda p: ex.depth(p.symbol(), p.number("limit", 500)),
             "/fapi/v1/aggTrades": lambda p: ex.agg_trades(p.symbol(), p.opt_int("fromId"), p.opt_int("startTime"),
-                                                          p.opt_int("endTime"), p.int("limit", 500)),
+                                                          p.opt_int("endTime"), p.number("limit", 500)),
             "/fapi/v1/klines": lambda p: ex.klines(p.symbol(), p.required("interval"), p.opt_int("startTime"),
-                                                   p.opt_int("endTime"), p.int("limit", 500)),
+                                                   p.opt_int("endTime"), p.number("limit", 500)),
             "/fapi/v1/premiumIndex": lambda p: p.per_symbol(ex.premium_index, ex.symbols),
             "/fapi/v1/fundingRate": lambda p: ex.funding_rate(p.symbol(), p.opt_int("startTime"),
-                                                              p.opt_int("endTime"), p.int("limit", 100)),
+                                                              p.opt_int("endTime"), p.number("limit", 100)),
             "/fapi/v1/openInterest": lambda p: ex.open_interest(p.symbol()),
             "/futures/data/openInterestHist": lambda p: ex.open_interest_hist(
-                p.symbol(), p.required("period"), p.opt_int("startTime"), p.opt_int("endTime"), p.int("limit", 30)),
+                p.symbol(), p.required("period"), p.opt_int("startTime"), p.opt_int("endTime"), p.number("limit", 30)),
             "/futures/data/globalLongShortAccountRatio": lambda p: ex.long_short_ratio(
                 p.symbol(), p.required("period"), "account", p.opt_int("startTime"), p.opt_int("endTime"),
-                p.int("limit", 30)),
+                p.number("limit", 30)),
             "/futures/data/topLongShortPositionRatio": lambda p: ex.long_short_ratio(
                 p.symbol(), p.required("period"), "position", p.opt_int("startTime"), p.opt_int("endTime"),
-                p.int("limit", 30)),
+                p.number("limit", 30)),
             "/fapi/v1/ticker/price": lambda p: p.per_symbol(ex.ticker_price, ex.symbols),
             "/fapi/v1/ticker/bookTicker": lambda p: p.per_symbol(ex.book_ticker, ex.symbols),
             "/api/v3/ticker/price": lambda p: p.per_symbol(ex.spot_price, ex.symbols),
@@ -877,7 +877,7 @@ class Params:
                                        "'^[0-9]{1,20}$'.")
         return int(v)
 
-    def int(self, name: str, default: int) -> int:
+    def number(self, name: str, default: int) -> int:
         v = self.opt_int(name)
         return default if v is None else v
 
