@@ -3,7 +3,9 @@
 Run: ``.venv/bin/python benchmarks/bench_venue.py [--orders 2000] [--runs 3]``. Everything is on
 loopback in one process (the simulator server and the client share the event loop, as they share
 the machine's cores), with the live model running at 1× (so the server's market clock is the wall clock) and the rate
-limits raised out of the way; orders rest 20 USDT (200 ticks) below the bid and do not fill.
+limits raised out of the way on both sides (the server's and the clients' limiters; with Binance's
+real limits a client can send at most 270 new orders per 10 s at the default headroom); orders rest
+20 USDT (200 ticks) below the bid and do not fill.
 
 1. ``engine``: ``MatchingEngine.new_order`` + ``cancel_order`` pairs per second in-process, no HTTP,
    for post-only orders 1 USDT (``near``: queue position from a 20-level snapshot) and 20 USDT
@@ -36,7 +38,8 @@ from arbray.sim.trading_api import TradingApi
 from arbray.venue import BinanceCredentials, BinanceRest, BinanceVenue, BinanceVenueConfig
 
 BTC = "BTCUSDT"
-UNLIMITED = dict(weight_per_minute=10**9, orders_per_10s=10**9, orders_per_minute=10**9)
+SERVER = SimServerConfig(weight_per_minute=10**9, orders_per_10s=10**9, orders_per_minute=10**9)
+CLIENT_LIMITS = SERVER.rate_limits()  # the clients pace to the server's (raised) limits, not Binance's
 
 
 def _q(values: list[float], q: float) -> float:
@@ -48,7 +51,7 @@ async def _setup() -> tuple[SimExchange, MatchingEngine, SimServer, str, str]:
     ex = SimExchange(SimExchangeConfig(symbols=(BTC,), seed=3, speed=1.0, history_hours=0))
     engine = MatchingEngine(ex, MatchingConfig(max_open_orders=10_000))
     api = TradingApi(engine)
-    server = SimServer(ex, SimServerConfig(**UNLIMITED), extensions=[api])
+    server = SimServer(ex, SERVER, extensions=[api])
     key, secret = secrets.token_hex(16), secrets.token_hex(32)
     engine.add_account(key, secret, balance=1e12)
     await server.start()
@@ -66,7 +69,8 @@ def bench_engine(engine: MatchingEngine, key: str, price: float, n: int) -> floa
 
 async def bench_rest(server: SimServer, key: str, secret: str, price: float, n: int) -> dict[str, float]:
     lat: list[float] = []
-    async with BinanceRest(server.rest_url, BinanceCredentials(key, secret), recv_window_ms=60_000) as rest:
+    async with BinanceRest(server.rest_url, BinanceCredentials(key, secret), recv_window_ms=60_000,
+                           limits=CLIENT_LIMITS) as rest:
         await rest.sync_time()
         t0 = time.perf_counter()
         for i in range(n):
@@ -84,7 +88,7 @@ async def bench_rest(server: SimServer, key: str, secret: str, price: float, n: 
 async def bench_venue(server: SimServer, key: str, secret: str, price: float, n: int, run: int) -> dict[str, float]:
     cfg = BinanceVenueConfig(rest_base=server.rest_url, ws_base=server.ws_url, reconcile_interval_s=0,
                              recv_window_ms=60_000)
-    venue = BinanceVenue(cfg, BinanceCredentials(key, secret))
+    venue = BinanceVenue(cfg, BinanceCredentials(key, secret), limits=CLIENT_LIMITS)
     sent: dict[str, float] = {}
     accepted: dict[str, float] = {}
     canceled: dict[str, float] = {}

@@ -32,6 +32,7 @@ from pydantic import Field
 
 from arbray.binance.errors import ERRORS
 from arbray.binance.signing import DEFAULT_RECV_WINDOW_MS, MAX_RECV_WINDOW_MS
+from arbray.binance.weights import RATE_LIMITS, RateLimit
 from arbray.clock import Clock, SystemClock
 from arbray.execution.venue import EventHandler, Fill, FundingCharge, Order, OrderUpdate, UpdateStatus, VenueEvent
 from arbray.scoring.config import FrozenModel
@@ -182,14 +183,14 @@ class BinanceVenue:
     """Binance USD-M through signed REST and the user-data stream (implements ``Venue``)."""
 
     def __init__(self, config: BinanceVenueConfig, credentials: BinanceCredentials, clock: Clock | None = None,
-                 session: aiohttp.ClientSession | None = None) -> None:
+                 session: aiohttp.ClientSession | None = None, limits: tuple[RateLimit, ...] = RATE_LIMITS) -> None:
         if config.is_production and not config.allow_production:
             raise ValueError("production Binance URLs are refused unless allow_production=True")
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.rest = BinanceRest(config.rest_base, credentials, recv_window_ms=config.recv_window_ms,
                                 timeout_s=config.request_timeout_s, max_backoffs=config.max_backoffs,
-                                headroom=config.rate_headroom, clock=self.clock, session=session)
+                                headroom=config.rate_headroom, clock=self.clock, session=session, limits=limits)
         self.ids = ClientIdMap(config.client_id_prefix)
         self.specs: dict[str, SymbolSpec] = {}
         self._filters: dict[str, tuple[Decimal, Decimal]] = {}

@@ -24,7 +24,7 @@ import aiohttp
 
 from arbray.binance.errors import Action, action_for
 from arbray.binance.signing import API_KEY_HEADER
-from arbray.binance.weights import RateLimiter, request_cost
+from arbray.binance.weights import RATE_LIMITS, RateLimit, RateLimiter, request_cost
 from arbray.clock import Clock, SystemClock
 from arbray.venue.credentials import BinanceCredentials
 
@@ -60,14 +60,14 @@ class BinanceRest:
 
     def __init__(self, base_url: str, credentials: BinanceCredentials | None, *, recv_window_ms: int = 5_000,
                  timeout_s: float = 10.0, max_backoffs: int = 5, headroom: float = 0.9, clock: Clock | None = None,
-                 session: aiohttp.ClientSession | None = None) -> None:
+                 session: aiohttp.ClientSession | None = None, limits: tuple[RateLimit, ...] = RATE_LIMITS) -> None:
         self.base_url = base_url.rstrip("/")
         self.credentials = credentials
         self.recv_window_ms = recv_window_ms
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.max_backoffs = max_backoffs
         self.clock: Clock = clock or SystemClock()
-        self.limiter = RateLimiter(headroom=headroom)
+        self.limiter = RateLimiter(limits, headroom=headroom)
         self.offset_ms = 0
         self._session = session
         self._own_session = session is None
