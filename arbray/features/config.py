@@ -16,6 +16,8 @@ class FeatureConfig(BaseModel):
     atr_length: int = Field(14, ge=2, le=200, description="Wilder ATR length in bars")
     atr_percentile_history: int = Field(288, ge=10, le=10_000, description="closed 5m bars in the percentile")
     max_gap_bars: int = Field(12, ge=0, le=1_000, description="longest trade-less gap filled with flat bars")
+    bars_kept: int = Field(300, ge=64, le=10_000, description="closed 5m and 1h bars kept (the ats_v2 kind's "
+                                                               "kline factors read up to 300)")
     quantile_min_trades: int = Field(100, ge=1, description="trades in 24h before P95/P99 are reported")
     large_trade_window_ms: int = Field(15 * MINUTE_MS, gt=0)
     whale_window_ms: int = Field(15 * MINUTE_MS, gt=0)

@@ -78,9 +78,9 @@ class SymbolFeatures:
         self.stats: Counter[str] = Counter()
         self.tape = TradeTape(self.spec.price_decimals, self.spec.qty_decimals, whale_usd=self.spec.whale_usd)
         self.bars_5m = BarSeries(5 * MINUTE_MS, self.cfg.atr_length, self.cfg.atr_percentile_history,
-                                 self.cfg.max_gap_bars)
+                                 self.cfg.max_gap_bars, keep=self.cfg.bars_kept)
         self.bars_1h = BarSeries(HOUR_MS, self.cfg.atr_length, self.cfg.atr_percentile_history,
-                                 max(1, self.cfg.max_gap_bars // 12))
+                                 max(1, self.cfg.max_gap_bars // 12), keep=self.cfg.bars_kept)
         self.book = LocalOrderBook(symbol, rejects=self.rejects)
         self._quant = SlidingQuantile()
         self._q_lo = 0  # global tape index (base + array index) of the quantile window's oldest trade
@@ -200,8 +200,8 @@ class SymbolFeatures:
         n1 = self.tape.n
         n0 = n1 - int(ts.shape[0])  # append may have compacted the tape
         mono_ts = self.tape.ts[n0:n1]
-        self.bars_5m.add_trades(mono_ts, price, qty)
-        self.bars_1h.add_trades(mono_ts, price, qty)
+        self.bars_5m.add_trades(mono_ts, price, qty, sell)
+        self.bars_1h.add_trades(mono_ts, price, qty, sell)
         self._quant.add(self.tape.lots[n0:n1])
         self.stats["trades"] += int(ts.shape[0])
 
@@ -246,7 +246,7 @@ class SymbolFeatures:
             period = _KLINE_PERIODS.get(ev.interval)
             if period is not None and ev.closed:
                 bars = self.bars_5m if period == 5 * MINUTE_MS else self.bars_1h
-                bar = Bar(ev.open_ms, ev.open, ev.high, ev.low, ev.close, ev.volume)
+                bar = Bar(ev.open_ms, ev.open, ev.high, ev.low, ev.close, ev.volume, ev.taker_buy_volume)
                 self.stats["klines_used" if bars.add_closed_bar(bar) else "klines_ignored"] += 1
         elif isinstance(ev, MarketIndicator):
             self._on_indicator(ev)

@@ -146,12 +146,15 @@ def probability(score: float, temperature: float) -> float:
     return 1.0 / (1.0 + math.exp(-score / temperature))
 
 
-def ats_v2(symbol: str, f: dict[str, float], missing_inputs: list[str], cfg: AtsConfig) -> ModelResult:
-    """Score one symbol: V1, V2, or hybrid (V2 when order book and liquidations exist, else V1)."""
+def ats_v2(symbol: str, f: dict[str, float], missing_inputs: list[str], cfg: AtsConfig,
+           v1_weights: dict[str, float] | None = None, v2_weights: dict[str, float] | None = None) -> ModelResult:
+    """Score one symbol: V1, V2, or hybrid (V2 when order book and liquidations exist, else V1).
+
+    ``v1_weights``/``v2_weights`` replace the document's tables (the ``ats_v2`` Strategy kind's config)."""
     scores = ats_factor_scores(f, cfg)
     has_micro = "order_book" not in missing_inputs and "liquidations" not in missing_inputs
     mode = cfg.mode if cfg.mode != "hybrid" else ("v2" if has_micro else "v1")
-    weights = V2_WEIGHTS if mode == "v2" else V1_WEIGHTS
+    weights = (v2_weights or V2_WEIGHTS) if mode == "v2" else (v1_weights or V1_WEIGHTS)
     score, left_out = ats_combine(scores, weights, cfg.f_gain)
     missing_set = {i for k in left_out for i in _inputs_of(k, missing_inputs)}
     if scores["F"] is None:

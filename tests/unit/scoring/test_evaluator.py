@@ -26,7 +26,7 @@ def test_results_equal_the_scalar_kinds_and_skip_other_symbols() -> None:
     want = {c.strategy_id: kind_of(c).score(BASE_SNAPSHOT, c, extras) for c in configs if "BTCUSDT" in c.applies_to}
     assert {r.strategy_id: r for r in got} == want
     assert "eth_only" not in {r.strategy_id for r in got}
-    assert len(ev.evaluate(BASE_SNAPSHOT, extras)) == 6  # one batch per kind
+    assert len(ev.evaluate(BASE_SNAPSHOT, extras)) == 7  # one batch per kind (ats_v2_btc included)
     eth = ev.results(snap(symbol="ETHUSDT", price=3000.0, atr_5m=15.0))
     assert {r.strategy_id for r in eth} == {"eth_only", "v51_baseline", "v52_8signals", "v53", "v53_fast",
                                             "v53_middle"}

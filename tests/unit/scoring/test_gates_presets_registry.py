@@ -34,7 +34,7 @@ def test_presets_are_the_predecessor_set() -> None:
     names = preset_names()
     assert {"v51_baseline", "v52_8signals", "v53", "v53_middle", "v53_fast"} <= set(names)
     btc = [n for n in names if n.startswith("BTC_")]
-    assert len(btc) == 18 and len(names) == 23
+    assert len(btc) == 18 and len(names) == 24  # + ats_v2_btc
     assert all(n.isascii() for n in names)
     combos = {("5m", "30m"), ("5m", "1h"), ("15m", "1h"), ("15m", "4h"), ("30m", "1h"), ("30m", "4h")}
     profiles = {"conservative": (0.75, 1.5), "balanced": (1.0, 2.0), "aggressive": (1.5, 2.5)}
@@ -69,12 +69,12 @@ def test_load_strategies_from_yaml(tmp_path: Path) -> None:
 
 
 def test_registry() -> None:
-    assert kind_names() == ["factory", "v51_baseline", "v52_8signals", "v53", "v53_fast", "v53_middle"]
+    assert kind_names() == ["ats_v2", "factory", "v51_baseline", "v52_8signals", "v53", "v53_fast", "v53_middle"]
     k = get_kind("factory")
     assert register(k) is k  # idempotent for the same kind
     with pytest.raises(ValueError, match="already registered"):
         register(StrategyKind(name="factory", version="x", config_type=k.config_type, capped=True, score=k.score,
                               compile=k.compile, score_batch=k.score_batch, windows=k.windows))
     assert {n: get_kind(n).capped for n in kind_names()} == {
-        "factory": True, "v51_baseline": False, "v52_8signals": False, "v53": True, "v53_fast": True,
+        "ats_v2": True, "factory": True, "v51_baseline": False, "v52_8signals": False, "v53": True, "v53_fast": True,
         "v53_middle": True}
