@@ -161,6 +161,8 @@ class DepthSequencer(Generic[T]):
             self._deliver(item)
             if self._held:
                 self._drain()
+                if self.held_since_ms is not None and now_ms - self.held_since_ms >= self.window_ms:
+                    self.expire(now_ms)  # the chain moved on but still not up to what is held
             return
         if final_id <= last:
             self.stats["duplicates"] += 1
