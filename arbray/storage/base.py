@@ -57,7 +57,7 @@ EXPORT_ORDER: dict[str, str] = {
     "agg_trades": "symbol, agg_id", "klines": "symbol, interval, open_ms", "funding_rates": "symbol, funding_ms",
     "open_interest": "symbol, ts_ms", "liquidations": "symbol, ts_ms, side, price, qty",
     "retention_policy": "table_name", "api_credentials": "id", "score_labels": "event_id", "calibrators": "id",
-    "runs": "run_id", "pm_inputs": "run_id, seq",
+    "runs": "run_id", "pm_inputs": "run_id, seq", "screen_runs": "id", "screen_results": "run_id, rank",
 }
 """A stable order (the primary key) per table, for export paging."""
 
@@ -267,6 +267,13 @@ class Store(Protocol):
     async def pm_inputs(self, run_id: str, after_seq: int = 0,
                         limit: int = 10_000) -> list[tuple[int, str, str | None, int, bytes]]: ...
     async def agg_trades_since(self, symbol: str, window_ms: int) -> list[tuple[int, int, float, float, bool]]: ...
+
+    # ---- screener (arbray.screener.service): periodic scans and their ranked results ----
+    async def insert_screen_run(self, run: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> int: ...
+    async def screen_runs(self, model: str | None = None, limit: int = 100, cursor: str | None = None) -> Page: ...
+    async def latest_screen_run(self, model: str, limit: int | None = None) -> dict[str, Any] | None: ...
+    async def screen_results(self, run_id: int, limit: int | None = None) -> list[dict[str, Any]]: ...
+    # ---- end screener ----
 
 
 class SqlStore(ABC):
@@ -1225,3 +1232,69 @@ class SqlStore(ABC):
                                  (symbol, int(top[0]["t"]) - window_ms))
         return [(int(r["agg_id"]), int(r["time_ms"]), float(r["price"]), float(r["qty"]), bool(r["is_buyer_maker"]))
                 for r in rows]
+
+    # ---- screener (arbray.screener.service): periodic scans and their ranked results ------------
+
+    async def insert_screen_run(self, run: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> int:
+        """Store one scan (``SCREEN_RUN_COLUMNS``) and its ranked rows (``{symbol, timeframe, rank, score,
+        probability_up, mode, factors, components, missing, explanation}``) in one transaction; the run's id."""
+        row = [run.get(c) for c in SCREEN_RUN_COLUMNS]
+        row[SCREEN_RUN_COLUMNS.index("config")] = dumps(dict(run["config"]))
+        row[SCREEN_RUN_COLUMNS.index("stats")] = dumps(run.get("stats"))
+        started = int(run["started_ms"])
+        async with self.transaction() as c:
+            ins = await c.fetch(f"INSERT INTO screen_runs ({', '.join(SCREEN_RUN_COLUMNS)}) "
+                                f"VALUES ({', '.join('?' * len(SCREEN_RUN_COLUMNS))}) RETURNING id", row)
+            rid = int(ins[0]["id"])
+            if results:
+                await c.executemany(
+                    f"INSERT INTO screen_results ({', '.join(SCREEN_RESULT_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(SCREEN_RESULT_COLUMNS))})",
+                    [(rid, int(r["rank"]), r["symbol"], r["timeframe"], r.get("score"), r.get("probability_up"),
+                      r.get("mode"), dumps(dict(r.get("factors") or {})), dumps(dict(r.get("components") or {})),
+                      dumps(list(r.get("missing") or [])), str(r.get("explanation") or ""), started)
+                     for r in results])
+        return rid
+
+    async def screen_runs(self, model: str | None = None, limit: int = 100, cursor: str | None = None) -> Page:
+        """Scans newest first (optionally of one model), keyset-paginated on ``(started_ms, id)``."""
+        page = await self._keyset("screen_runs", "started_ms", {"model": model}, [], limit, cursor)
+        for r in page.rows:
+            _decode_json(r, ("config", "stats"))
+        return page
+
+    async def latest_screen_run(self, model: str, limit: int | None = None) -> dict[str, Any] | None:
+        """The newest scan of ``model`` with its first ``limit`` results (all by default) as ``results``."""
+        async with self.connection() as c:
+            rows = await c.fetch("SELECT * FROM screen_runs WHERE model = ? ORDER BY started_ms DESC, id DESC "
+                                 "LIMIT 1", (model,))
+        if not rows:
+            return None
+        run = _decode_json(decode_row(rows[0]), ("config", "stats"))
+        run["results"] = await self.screen_results(int(run["id"]), limit)
+        return run
+
+    async def screen_results(self, run_id: int, limit: int | None = None) -> list[dict[str, Any]]:
+        """A scan's ranked rows in rank order (at most ``limit``)."""
+        async with self.connection() as c:
+            rows = await c.fetch("SELECT * FROM screen_results WHERE run_id = ? ORDER BY rank LIMIT ?",
+                                 (run_id, limit if limit is not None else 1_000_000))
+        return [_decode_json(decode_row(r), ("factors", "components", "missing")) for r in rows]
+    # ---- end screener ---------------------------------------------------------------------------
+
+
+# ---- screener: the columns and JSON decoding of SqlStore's screener section ----------------------
+SCREEN_RUN_COLUMNS = ("model", "timeframe", "source", "started_ms", "finished_ms", "symbols", "ranked", "excluded",
+                      "config", "stats")
+"""``screen_runs`` columns ``insert_screen_run`` writes (``arbray.screener.service``)."""
+SCREEN_RESULT_COLUMNS = ("run_id", "rank", "symbol", "timeframe", "score", "probability_up", "mode", "factors",
+                         "components", "missing", "explanation", "started_ms")
+
+
+def _decode_json(row: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """Parse the JSON text of ``keys`` in ``row`` (JSONB already arrives parsed)."""
+    for k in keys:
+        if isinstance(row.get(k), str):
+            row[k] = orjson.loads(row[k])
+    return row
+# ---- end screener ------------------------------------------------------------------------------

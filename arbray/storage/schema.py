@@ -73,6 +73,6 @@ TABLES: tuple[str, ...] = (
     "schema_migrations", "strategies", "strategy_events", "balance_ledger", "score_events", "signals",
     "orders", "order_events", "positions", "fills", "trades", "risk_state", "risk_events",
     "agg_trades", "klines", "funding_rates", "open_interest", "liquidations", "retention_policy",
-    "api_credentials", "score_labels", "calibrators", "runs", "pm_inputs",
+    "api_credentials", "score_labels", "calibrators", "runs", "pm_inputs", "screen_runs", "screen_results",
 )
 """Every table of the schema (the names ``db info`` counts and ``db export`` accepts)."""

@@ -260,7 +260,7 @@ def test_db_cli_migrate_info_export(dsn: str, tmp_path: Path, capsys: pytest.Cap
     [row] = list(csv.DictReader(io.StringIO(target.read_text())))
     assert row["slug"] == "alpha" and json.loads(row["config"]) == {"entry_score": 75}
     buf = io.BytesIO()
-    assert run(export_table(StoreConfig(dsn=dsn), "retention_policy", "jsonl", buf)) == 6
+    assert run(export_table(StoreConfig(dsn=dsn), "retention_policy", "jsonl", buf)) == 8  # 6 + screener (0007)
 
 
 def test_default_store_is_sqlite_in_wal_mode_under_the_data_dir(monkeypatch: pytest.MonkeyPatch,
