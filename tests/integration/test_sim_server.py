@@ -323,7 +323,7 @@ def test_the_stream_limit_per_connection() -> None:
 # ----------------------------------------------------------------------------- REST
 def test_rest_endpoints_answer_with_binance_layouts() -> None:
     async def scenario() -> None:
-        async with running() as srv:
+        async with running(history_hours=9.0) as srv:  # 9 h of history hold a funding settlement
             await asyncio.sleep(0.3)
             status, body, headers = await get(srv, "/fapi/v1/ping")
             assert (status, body) == (200, {}) and headers["X-MBX-USED-WEIGHT-1M"] == "1"
