@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from arbray.runtime.config import RunConfig
-from arbray.runtime.local import endpoints_for, new_instance_id, run_strategies, sim_credentials
+from arbray.runtime.local import endpoints_for, new_instance_id, run_strategies, sim_credentials, wait_until
 from arbray.runtime.strategies import register_strategies
 from arbray.storage import open_store
 
@@ -139,7 +139,12 @@ async def launch(config: RunConfig, dsn: str, symbol_state_resource: str | None 
         run.handles[name] = SymbolStateActor.options(name=name, namespace=NAMESPACE, **sym_opts).remote(
             cfg_json, dsn, name, list(syms), {s: assignment[s] for s in syms}, ep)
     await asyncio.gather(*(run.handles[n].ready.remote() for n, _ in config.groups()))
-    if config.source == "replay":
+    if config.source == "replay":  # start once every feed listens and entries are allowed (as in the backtest)
+        feeds = len(config.groups())
+
+        async def connected() -> bool:
+            return bool((await run.handles["sim_exchange"].state.remote())["connections"] >= feeds)
+        await wait_until(connected, 60, "the feeds to connect to the simulator")
         await _wait_for_permission(run)
         await run.handles["sim_exchange"].resume.remote()
     return run

@@ -43,6 +43,8 @@ from arbray.runtime.services import (
 from arbray.runtime.symbol_state import TradeSlice
 from arbray.scoring.result import ScoreResult
 
+from .metrics import RayMetrics
+
 NAMESPACE = "arbray"
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0, "max_restarts": -1, "max_task_retries": 0,
@@ -60,9 +62,17 @@ def free_port() -> int:
 
 
 class _Booting:
-    """Runs an actor's async boot on its event loop from ``__init__``; methods ``await self.ready()``."""
+    """Runs an actor's async boot on its event loop from ``__init__``; methods ``await self.ready()``.
 
-    def _boot_in_background(self, boot: Callable[[], Awaitable[None]]) -> None:
+    A restarted incarnation counts itself in ``arbray_actor_restarts``.
+    """
+
+    metrics: RayMetrics
+
+    def _boot_in_background(self, boot: Callable[[], Awaitable[None]], name: str) -> None:
+        self.metrics = RayMetrics()
+        if ray.get_runtime_context().was_current_actor_reconstructed:
+            self.metrics.inc("arbray_actor_restarts", actor=name)
         self._booted = asyncio.Event()
         self._boot_error: BaseException | None = None
 
@@ -128,12 +138,17 @@ class _JournalActor(_Booting):
         async def boot() -> None:
             store = await _open_store(dsn)
             self.svc = JournalService(JournalCore(store, run_id, instance))
-        self._boot_in_background(boot)
+        self._boot_in_background(boot, "journal")
 
-    async def record(self, inputs: list[InputRow], outputs: Outputs | None) -> None:
+    async def fence(self, epoch: int) -> None:
         await self.ready()
         assert self.svc is not None
-        await self.svc.record(inputs, outputs)
+        await self.svc.fence(epoch)
+
+    async def record(self, inputs: list[InputRow], outputs: Outputs | None, epoch: int = 0) -> None:
+        await self.ready()
+        assert self.svc is not None
+        await self.svc.record(inputs, outputs, epoch)
 
     async def scores(self, snap: FeatureSnapshot, results: list[ScoreResult]) -> None:
         await self.ready()
@@ -171,9 +186,9 @@ class _StrategyActor(_Booting):
         async def boot() -> None:
             store = await _open_store(dsn)
             self.svc = StrategyService(store, _journal(), symbols, post=_calibration_post(),
-                                       reload_every_ms=reload_every_ms)
+                                       reload_every_ms=reload_every_ms, metrics=self.metrics)
             await self.svc.reload(force=True)
-        self._boot_in_background(boot)
+        self._boot_in_background(boot, "strategy")
 
     async def score(self, snap: FeatureSnapshot, extras: dict[str, float | None]) -> list[ScoreResult]:
         await self.ready()
@@ -213,9 +228,9 @@ class _PositionManagerActor(_Booting):
             venue = make_venue(cfg, instance, Endpoints(*endpoints), sim_keys)
             self.svc = PositionManagerService(cfg.run_id, instance, cfg.position_manager, store, _journal(),
                                               cfg.symbols, guard=_guard(), venue=venue,
-                                              flatten_baseline=flatten_baseline)
+                                              flatten_baseline=flatten_baseline, metrics=self.metrics)
             await self.svc.start()
-        self._boot_in_background(boot)
+        self._boot_in_background(boot, "position_manager")
 
     async def _svc(self) -> PositionManagerService:
         await self.ready()
@@ -268,9 +283,10 @@ class _RiskGuardActor(_Booting):
             rows = await store.risk_state()
             if "global" in rows and isinstance(rows["global"].get("detail"), dict):
                 core.from_state(rows["global"]["detail"])
-            self.svc = RiskGuardService(core, cast(PermissionPort, _Port("position_manager")), _journal(), store=store)
+            self.svc = RiskGuardService(core, cast(PermissionPort, _Port("position_manager")), _journal(), store=store,
+                                        metrics=self.metrics)
             await self.svc.start()
-        self._boot_in_background(boot)
+        self._boot_in_background(boot, "risk_guard")
 
     async def _svc(self) -> RiskGuardService:
         await self.ready()
@@ -345,9 +361,9 @@ class _SymbolStateActor(_Booting):
 
             self.svc = SymbolStateService(name, symbols, cfg.symbol_state, _ScorerPort(assignment),
                                           _pm(), _journal(), _guard(),
-                                          feed_factory=make_feed)
+                                          feed_factory=make_feed, metrics=self.metrics)
             await self.svc.start(warm)
-        self._boot_in_background(boot)
+        self._boot_in_background(boot, "symbol_state")
 
     async def _svc(self) -> SymbolStateService:
         await self.ready()
@@ -405,7 +421,7 @@ class _SimExchangeActor(_Booting):
             self.server = SimServer(exchange, SimServerConfig(port=port, faults=faults),
                                     extensions=sim_extensions(exchange, sim_keys))
             await self.server.start()
-        self._boot_in_background(boot)
+        self._boot_in_background(boot, "sim_exchange")
 
     async def resume(self) -> None:
         await self.ready()

@@ -27,6 +27,10 @@ from arbray.storage.records import AggTrade, RiskEvent
 InputRow = tuple[int, str, str | None, int, bytes]
 
 
+class StaleWriter(RuntimeError):
+    """A write from a PositionManager incarnation that a newer one has replaced."""
+
+
 def encode_item(seq: int, item: Item, ts_ms: int) -> InputRow:
     """The ``pm_inputs`` row of one applied item (payloads are the runtime's own records, pickled)."""
     return (seq, type(item).__name__, getattr(item, "symbol", None), ts_ms, pickle.dumps(item, protocol=5))
@@ -54,13 +58,27 @@ class JournalCore:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.write_ms_max = 0.0
+        self.epoch = 0  # the PositionManager incarnation allowed to write (see ``fence``)
 
     # ---- acknowledged writes -------------------------------------------------------------------
-    async def record(self, inputs: Sequence[InputRow], outputs: Outputs | None) -> None:
-        """Durably record applied PositionManager inputs and what they produced (in that order)."""
+    async def fence(self, epoch: int) -> None:
+        """A new PositionManager incarnation takes over: writes of older ones are refused from now on
+        (one still in progress finishes first, so the new one reads it back from the log)."""
+        async with self._lock:
+            if epoch < self.epoch:
+                raise StaleWriter(f"epoch {epoch} is older than the current {self.epoch}")
+            self.epoch = epoch
+
+    async def record(self, inputs: Sequence[InputRow], outputs: Outputs | None, epoch: int = 0) -> None:
+        """Durably record applied PositionManager inputs and what they produced (in that order).
+
+        ``StaleWriter`` if a newer PositionManager incarnation has fenced this one out."""
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         async with self._lock:
+            if epoch < self.epoch:
+                self.counters["stale_writes_refused"] += 1
+                raise StaleWriter(f"epoch {epoch} was fenced out by {self.epoch}")
             if inputs:
                 await self.store.append_pm_inputs(self.instance, inputs)
                 self.counters["pm_inputs"] += len(inputs)

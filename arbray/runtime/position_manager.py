@@ -161,7 +161,7 @@ class _RecordingVenue:
     """
 
     def __init__(self, inner: Venue, core: PositionManagerCore, external: bool) -> None:
-        self.inner, self.core = inner, core
+        self.inner, self.core, self.external = inner, core, external
         self._handler: EventHandler | None = None
         if not external:
             inner.connect(self._on_event)
@@ -169,13 +169,18 @@ class _RecordingVenue:
     def connect(self, handler: EventHandler) -> None:
         self._handler = handler
 
+    def _live(self) -> bool:
+        """Whether orders reach the venue now: always the paper venue (it is part of the replayed state),
+        an external one only outside a replay."""
+        return not (self.external and self.core.replaying)
+
     def submit(self, order: Order, now_ms: int) -> None:
         self.core._on_submit(order, now_ms)
-        if not self.core.replaying:
+        if self._live():
             self.inner.submit(order, now_ms)
 
     def cancel(self, client_id: str, now_ms: int) -> None:
-        if not self.core.replaying:
+        if self._live():
             self.inner.cancel(client_id, now_ms)
 
     def _on_event(self, ev: VenueEvent) -> None:

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from arbray.clock import Clock, SystemClock
 from arbray.features.snapshot import FeatureSnapshot
 from arbray.marketdata.events import Kline, TradeBatch
+from arbray.metrics import Metrics, NullMetrics
 from arbray.runtime.control import RiskCommand
 from arbray.runtime.journal import InputRow, JournalCore, decode_item, encode_item
 from arbray.runtime.position_manager import (
@@ -68,7 +69,8 @@ class PositionPort(Protocol):
 
 
 class JournalPort(Protocol):
-    async def record(self, inputs: Sequence[InputRow], outputs: Outputs | None) -> None: ...
+    async def fence(self, epoch: int) -> None: ...
+    async def record(self, inputs: Sequence[InputRow], outputs: Outputs | None, epoch: int = 0) -> None: ...
     async def scores(self, snap: FeatureSnapshot, results: list[ScoreResult]) -> None: ...
     async def agg_trades(self, batch: TradeSlice) -> None: ...
     async def risk(self, state: str, detail: dict[str, Any]) -> None: ...
@@ -89,8 +91,11 @@ class JournalService:
     def __init__(self, core: JournalCore) -> None:
         self.core = core
 
-    async def record(self, inputs: Sequence[InputRow], outputs: Outputs | None) -> None:
-        await self.core.record(inputs, outputs)
+    async def fence(self, epoch: int) -> None:
+        await self.core.fence(epoch)
+
+    async def record(self, inputs: Sequence[InputRow], outputs: Outputs | None, epoch: int = 0) -> None:
+        await self.core.record(inputs, outputs, epoch)
 
     async def scores(self, snap: FeatureSnapshot, results: list[ScoreResult]) -> None:
         self.core.scores(snap, results)
@@ -150,8 +155,10 @@ class SymbolStateService:
     def __init__(self, name: str, symbols: Sequence[str], config: SymbolStateConfig, scorer: ScorerPort,
                  pm: PositionPort, journal: JournalPort | None, guard: GuardPort | None,
                  feed_factory: Callable[[SymbolStateCore], Any] | None = None,
-                 record_trades: bool = True, clock: Clock | None = None) -> None:
+                 record_trades: bool = True, clock: Clock | None = None, metrics: Metrics | None = None) -> None:
         self.name = name
+        self.metrics: Metrics = metrics or NullMetrics()
+        self._reported: Counter[tuple[str, str, str]] = Counter()  # (metric, symbol, label) → last total
         self.config = config
         self.scorer, self.pm, self.journal, self.guard = scorer, pm, journal, guard
         self.core = SymbolStateCore(symbols, self, config, clock)
@@ -226,12 +233,41 @@ class SymbolStateService:
 
     async def _heartbeats(self) -> None:
         while self._running:
+            self._record_metrics()
             if self.guard is not None:
                 try:
                     await self.guard.heartbeat(self.name, self.core.health())
                 except Exception:  # the guard restarting: its silence already blocks us (fail-closed)
                     self.stats_.submit_errors += 1
             await asyncio.sleep(1.0)
+
+    def _record_metrics(self) -> None:
+        """Counters as deltas since the last report; data age and snapshot build times."""
+        m, now = self.metrics, self.core.clock.now_ms()
+        feed = self.feed.stats() if self.feed is not None else {}
+        syms = list(self.core.symbols)
+        who = syms[0] if len(syms) == 1 else "all"  # the feed counts per stream type over all its symbols
+        totals: dict[tuple[str, str, str], int] = {}
+        for stream, n in (feed.get("messages") or {}).items():
+            totals[("arbray_messages", who, stream)] = int(n)
+        for reason, n in self.core.rejects.items():
+            totals[("arbray_messages_rejected", who, reason.split(":")[0])] = n
+        totals[("arbray_feed_reconnects", who, "")] = int(feed.get("reconnects") or 0)
+        for sym, s in self.core.symbols.items():
+            totals[("arbray_book_resyncs", sym, "sequence")] = s.book.resyncs
+            totals[("arbray_aggtrade_gaps", sym, "")] = int(s.features.stats["trade_id_gaps"])
+            if s.last_message_ms is not None:
+                m.set("arbray_data_age_seconds", (now - s.last_message_ms) / 1000, symbol=sym)
+        label = {"arbray_messages": "stream", "arbray_messages_rejected": "reason", "arbray_book_resyncs": "reason"}
+        for key, total in totals.items():
+            delta = total - self._reported[key]
+            if delta > 0:
+                name, sym, lab = key
+                extra = {label[name]: lab} if name in label else {}
+                m.inc(name, delta, symbol=sym, **extra)
+                self._reported[key] = total
+        for sym, seconds in self.core.drain_snapshot_times():
+            m.observe("arbray_snapshot_latency_seconds", seconds, symbol=sym)
 
     # ---- the ordered sender --------------------------------------------------------------------
     async def _sender(self) -> None:
@@ -296,6 +332,11 @@ class SymbolStateService:
         for sym, (lo, hi) in (ack.get("triggers") or {}).items():
             if sym in self.core.symbols:
                 self.core.set_triggers(sym, lo, hi)
+        for sym, expected in (ack.get("expected") or {}).items():
+            if expected <= self._sent.get(sym, 0):  # a restarted PositionManager lacks items we sent: resend them
+                self._sent[sym] = expected - 1
+                self.stats_.resends += 1
+                self._wake.set()
 
     async def _resync(self) -> None:
         """After a failed submit: ask what was applied, and resend everything after it."""
@@ -330,8 +371,9 @@ class StrategyService:
 
     def __init__(self, store: Store, journal: JournalPort | None, symbols: Sequence[str] | None = None,
                  post: Sequence[PostProcessor] = (), reload_every_ms: int = 1_000,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, metrics: Metrics | None = None) -> None:
         self.store, self.journal = store, journal
+        self.metrics: Metrics = metrics or NullMetrics()
         self.symbols = list(symbols) if symbols is not None else None
         self.core = ScoringCore(post=post)
         self.reload_every_ms = reload_every_ms
@@ -359,6 +401,13 @@ class StrategyService:
     async def score(self, snap: FeatureSnapshot, extras: dict[str, float | None]) -> list[ScoreResult]:
         await self.reload()
         results, actionable = self.core.score(snap, extras)
+        for r in results:
+            reason = r.block_reason or ""
+            outcome = ("entry" if r.is_entry else "not_ready" if reason.startswith("not_ready")
+                       else "blocked" if reason else "below_entry")
+            self.metrics.inc("arbray_scores", kind=r.kind, outcome=outcome)
+            if outcome == "blocked":
+                self.metrics.inc("arbray_score_blocks", kind=r.kind, reason=reason.split(":")[0])
         if self.journal is not None and results:
             _spawn(self._tasks, self.journal.scores(snap, results), "journal.scores")
         return actionable
@@ -376,8 +425,9 @@ class PositionManagerService:
     def __init__(self, run_id: str, instance: str, config: PositionManagerConfig, store: Store,
                  journal: JournalPort, symbols: Sequence[str], guard: GuardPort | None = None,
                  venue: Any = None, clock: Clock | None = None, flatten_baseline: int = 0,
-                 flush_ms: int = 100) -> None:
+                 flush_ms: int = 100, metrics: Metrics | None = None) -> None:
         self.run_id, self.instance, self.config = run_id, instance, config
+        self.metrics: Metrics = metrics or NullMetrics()
         self.store, self.journal, self.guard = store, journal, guard
         self.symbols = list(symbols)
         self.venue = venue
@@ -400,6 +450,7 @@ class PositionManagerService:
         self.reconcile_report: dict[str, Any] | None = None
         self.submit_ms: deque[float] = deque(maxlen=10_000)
         self.flush_ms = flush_ms
+        self.epoch = 0
         self.durable: dict[str, int] = {}  # per symbol: the last sequence number in the journal
         self._rows: list[InputRow] = []
         self._out = Outputs()
@@ -408,7 +459,9 @@ class PositionManagerService:
         self._flush_lock = asyncio.Lock()
 
     async def start(self) -> None:
-        """Rebuild from this instance's input log (a restart), then take live inputs."""
+        """Fence out earlier incarnations, rebuild from this instance's input log, then take live inputs."""
+        self.epoch = time.time_ns()
+        await self.journal.fence(self.epoch)
         strategies = await load_strategies(self.store, self.symbols)
         core = PositionManagerCore(self.run_id, self.config, strategies.strategies, self._venue_adapter(),
                                    self.instance, self.flatten_baseline)
@@ -427,6 +480,9 @@ class PositionManagerService:
         self._seq = after
         self.core = core
         self.durable = dict(core.last_seq)
+        if self.replayed:  # the last permission stays valid until its TTL from when the guard issued it
+            self._permission = self._applied_permission = core.permission
+            self._permission_at = core.permission.issued_ms
         self.sequencer = Sequencer(self.symbols, self.config.ordering, core.last_seq)
         if self.replayed:
             log.info("position manager %s rebuilt from %d logged inputs", self.instance, self.replayed)
@@ -495,7 +551,7 @@ class PositionManagerService:
                 return
             self._rows, self._out = [], Outputs()
             try:
-                await self.journal.record(rows, out)
+                await self.journal.record(rows, out, self.epoch)
             except Exception:
                 out.extend(self._out)
                 self._rows, self._out = rows + self._rows, out
@@ -503,10 +559,34 @@ class PositionManagerService:
                 raise
             self.durable.update(seqs)
             self.counters["journal_flushes"] += 1
+            self._record_metrics(out)
             closed = [(t.detail["strategy_id"] if t.detail else t.strategy_id, t.r_multiple or 0.0, t.exit_ms)
                       for t in out.trades]
             if closed and self.guard is not None:
                 _spawn(self._tasks, self.guard.trades_closed(closed), "guard.trades_closed")
+
+    def _record_metrics(self, out: Outputs) -> None:
+        """Orders, fills, signals and closed trades of a journal write; per-strategy gauges."""
+        m = self.metrics
+        assert self.core is not None
+        kinds = {name: s.config.kind for name, s in self.core.live.items()}
+        for o in out.orders:
+            if o.state == "NEW" and o.created_ms == o.updated_ms:
+                m.inc("arbray_orders", symbol=o.symbol, order_type=f"{o.order_type}:{o.time_in_force or 'market'}")
+        for f, _ in out.fills:
+            m.inc("arbray_fills", symbol=f.symbol, order_type="limit" if f.is_maker else "market",
+                  maker="true" if f.is_maker else "false")
+        names = {s.uuid: s.name for s in self.core.live.values()}
+        for s in out.signals:
+            m.inc("arbray_signals", kind=kinds.get(names.get(s.strategy_id, ""), "unknown"),
+                  action=s.action.split(":")[0])
+        for t in out.trades:
+            d = t.detail or {}
+            friction = float(d.get("fees_r", 0.0)) + float(d.get("entry_slippage_r", 0.0))
+            m.observe("arbray_friction_r", friction, kind=kinds.get(str(d.get("strategy_id")), "unknown"))
+        for sid, a in self.core.accounts().items():
+            m.set("arbray_open_positions", a["open_positions"], strategy=sid)
+            m.set("arbray_net_r", a["net_r"], strategy=sid)
 
     async def submit(self, source: str, items: list[StreamItem]) -> dict[str, Any]:
         """Take a SymbolState's items; returns the applied sequence numbers and trigger levels."""
@@ -521,7 +601,8 @@ class PositionManagerService:
                 await self._apply(ready)
             core = self.core
             syms = {i.symbol for i in items}
-            ack = {"applied": dict(self.durable), "triggers": {s: core.triggers(s) for s in syms}}
+            ack = {"applied": dict(self.durable), "triggers": {s: core.triggers(s) for s in syms},
+                   "expected": {s: self.sequencer.next_seq[s] for s in syms}}
         self.submit_ms.append((time.perf_counter() - t0) * 1000)
         self.counters["submits"] += 1
         return ack
@@ -654,9 +735,10 @@ class RiskGuardService:
     """Publishes the guard's permission to the PositionManager (on change and every interval)."""
 
     def __init__(self, core: RiskGuardCore, pm: PermissionPort | None, journal: JournalPort | None,
-                 publish_every_ms: int = 1_000, store: Store | None = None) -> None:
+                 publish_every_ms: int = 1_000, store: Store | None = None, metrics: Metrics | None = None) -> None:
         """``store`` (read only) lets a kill end when the strategy is resumed through the journal."""
         self.core, self.pm, self.journal, self.store = core, pm, journal, store
+        self.metrics: Metrics = metrics or NullMetrics()
         self.publish_every_ms = publish_every_ms
         self._tasks: set[asyncio.Task[Any]] = set()
         self._persisted: dict[str, Any] | None = None
@@ -679,6 +761,8 @@ class RiskGuardService:
             for s in await self.store.list_strategies("running"):
                 self.core.on_resumed(s["slug"], int(s["status_changed_ms"]))
         p = self.core.evaluate()
+        for level in ("ACTIVE", "REDUCING", "HALTED"):
+            self.metrics.set("arbray_risk_state", 1.0 if p.state == level else 0.0, state=level)
         if self.pm is not None:
             try:
                 await self.pm.permission(p)

@@ -18,6 +18,7 @@ grace period (``timer_boundaries``); replays turn that off, so boundaries depend
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -174,8 +175,10 @@ class _Symbol:
     def _emit(self, b: int, recv_ns: int) -> None:
         self.flush()
         f = self.features
+        t0 = time.perf_counter()
         snap = f.snapshot(b)
         extras = {cvd_input_name(w): f.cvd(WINDOW_MINUTES[w] * 60_000, b) for w in EXTRA_WINDOWS}
+        self.core.snapshot_times.append((self.symbol, time.perf_counter() - t0))
         self.last_snapshot, self.last_extras = snap, extras
         self.series.append((b, snap.price, snap.cvd_5m, snap.cvd_1h))
         self.boundaries += 1
@@ -233,6 +236,7 @@ class SymbolStateCore:
         self.rejects = RejectCounter()
         self.symbols: dict[str, _Symbol] = {}
         self.unknown: Counter[str] = Counter()
+        self.snapshot_times: deque[tuple[str, float]] = deque(maxlen=10_000)  # (symbol, seconds to build)
         for s in symbols:
             self.symbols[s] = _Symbol(self, s)
 
@@ -259,6 +263,12 @@ class SymbolStateCore:
     def flush(self) -> None:
         for s in self.symbols.values():
             s.flush()
+
+    def drain_snapshot_times(self) -> list[tuple[str, float]]:
+        """Snapshot build times since the last call (for the latency metric)."""
+        out = list(self.snapshot_times)
+        self.snapshot_times.clear()
+        return out
 
     def warm_up(self, symbol: str, klines: list[Kline] | None = None, trades: TradeBatch | None = None) -> int:
         """Seed bars from closed klines and the tape from recorded trades before live data starts.
