@@ -13,6 +13,7 @@ store failure is counted by reason (``stats()["failures"]``) and the next tick r
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,9 +32,10 @@ from arbray.storage.base import Store
 
 log = logging.getLogger(__name__)
 
-ScanFn = Callable[[Sequence[SymbolKlines], ModelName, int, AtsConfig, ShortGridConfig],
-                  tuple[list[dict[str, Any]], list[dict[str, Any]]]]
-"""``scan``'s signature: (symbols, model, bars, ats, grid) → (ranked, excluded)."""
+Ranked = tuple[list[dict[str, Any]], list[dict[str, Any]]]
+ScanFn = Callable[[Sequence[SymbolKlines], ModelName, int, AtsConfig, ShortGridConfig], Ranked | Awaitable[Ranked]]
+"""``scan``'s signature: (symbols, model, bars, ats, grid) → (ranked, excluded), or an awaitable of it
+(the actor's Ray shard scan awaits its tasks instead of blocking the event loop)."""
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -111,7 +113,8 @@ class ScreenerService:
         for model in cfg.models:
             started = self.clock.now_ms()
             try:
-                ranked, excluded = self.scan_fn(panel, model, cfg.bars, cfg.ats, cfg.grid)
+                out = self.scan_fn(panel, model, cfg.bars, cfg.ats, cfg.grid)
+                ranked, excluded = await out if inspect.isawaitable(out) else out
             except Exception as exc:  # a broken scan must not stop the next tick; it is counted
                 self.failures[f"scan:{model}:{type(exc).__name__}"] += 1
                 log.exception("screener scan %s failed", model)
