@@ -4,9 +4,12 @@ with rate-limit accounting and pacing, and the stream-fed kline cache across a r
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
+import orjson
 import pytest
 
 from arbray.binance.weights import RateLimit, RateLimiter
@@ -40,6 +43,21 @@ async def until(cond: Callable[[], bool], timeout_s: float = 30.0) -> None:
     while not cond():
         assert time.monotonic() < t_end, "condition not reached in time"
         await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def sim_serve() -> Iterator[dict[str, str]]:
+    """``arbray sim serve`` on an ephemeral loopback port: three symbols, 30× speed, 2 h of history."""
+    proc = subprocess.Popen([sys.executable, "-m", "arbray", "sim", "serve", "--symbols", "BTCUSDT,ETHUSDT,SOLUSDT",
+                             "--speed", "30", "--history-hours", "2", "--rate-scale", "0.05", "--port", "0",
+                             "--no-trading"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        info = orjson.loads(proc.stdout.readline())
+        yield {"rest": info["rest"], "ws": info["ws"]}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 def closed_truth(ex: SimExchange, symbol: str, interval: str) -> dict[int, tuple[float, float, float]]:

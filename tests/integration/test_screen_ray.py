@@ -4,13 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 
 from arbray.screener.backfill import BackfillConfig
@@ -20,8 +17,10 @@ from arbray.screener.scan import scan
 from arbray.screener.service import ScreenerConfig
 from arbray.screener.synth import synthetic_universe
 from arbray.storage import open_store
+from tests.integration.test_screen_live import sim_serve
 
 pytestmark = pytest.mark.integration
+__all__ = ["sim_serve"]
 ray = pytest.importorskip("ray")
 
 
@@ -44,21 +43,6 @@ def test_ray_shards_match_local_scan(screen_ray: None) -> None:
         assert excluded == [] and len(ranked) == 120
         assert [r["symbol"] for r in ranked] == [r["symbol"] for r in local]
         assert [r["score"] for r in ranked] == pytest.approx([r["score"] for r in local], rel=1e-12)
-
-
-@pytest.fixture
-def sim_serve() -> Iterator[dict[str, str]]:
-    """``arbray sim serve`` on an ephemeral loopback port: three symbols, 30× speed, 2 h of history."""
-    proc = subprocess.Popen([sys.executable, "-m", "arbray", "sim", "serve", "--symbols", "BTCUSDT,ETHUSDT,SOLUSDT",
-                             "--speed", "30", "--history-hours", "2", "--rate-scale", "0.05", "--port", "0",
-                             "--no-trading"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        info = orjson.loads(proc.stdout.readline())
-        yield {"rest": info["rest"], "ws": info["ws"]}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def test_screener_actor_scans_the_live_cache_and_journals(screen_ray: None, sim_serve: dict[str, str],
