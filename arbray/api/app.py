@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from arbray.api.auth import Authenticator
 from arbray.api.context import ApiContext
 from arbray.api.errors import install_error_handlers
-from arbray.api.routers import backtests, market, meta, risk, strategies, system, trading
+from arbray.api.routers import backtests, market, meta, risk, screener, strategies, system, trading
 from arbray.metrics import Metrics
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
@@ -35,7 +35,7 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cache-control", b"no-store"),
 )
 DESCRIPTION = """The control plane of arbray: strategy factory and lifecycle, market data and signals,
-positions, trades and statistics, risk controls, system status and backtest jobs.
+positions, trades and statistics, risk controls, system status, backtest jobs and the market-wide screener.
 
 Authenticate with `Authorization: Bearer <token>` (create one with `arbray token create --role read|admin`).
 `read` tokens may call every GET; every change needs an `admin` token. Errors are `{"detail": "…"}`;
@@ -110,7 +110,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.ctx = ctx
     app.state.auth = Authenticator(ctx.store, ctx.settings, ctx.clock, ctx.metrics)
     install_error_handlers(app)
-    for module in (strategies, market, trading, risk, system, meta, backtests):
+    for module in (strategies, market, trading, risk, system, meta, backtests, screener):
         app.include_router(module.router)
     root = static_dir()
     app.mount("/static", StaticFiles(directory=root), name="static")

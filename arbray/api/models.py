@@ -561,3 +561,66 @@ class JobResults(Out):
 def valid_ref(ref: str) -> bool:
     """Whether ``ref`` can be a strategy UUID or slug (checked before any lookup)."""
     return bool(_REF.match(ref)) or ("@" in ref and all(_REF.match(p) for p in ref.split("@", 1)))
+
+
+# ---------------------------------------------------------------- screener (arbray.screener.service)
+
+_SCREEN_RESULT_EXAMPLE: dict[str, Any] = {
+    "rank": 1, "symbol": "SOLUSDT", "timeframe": "5m", "score": -41.7, "probability_up": 0.11, "mode": "v1",
+    "factors": {"natr": 0.42, "ker": 0.61, "hurst": 0.48, "ema_gap_atr": -2.1, "cvd_imbalance": -0.18,
+                "spread_bps": None},
+    "components": {"T": -78.2, "M": -55.0, "C": -18.0, "V": 57.0, "S": 71.0, "O": -32.0, "E": 61.0, "L": None},
+    "missing": ["liquidations", "order_book"],
+    "explanation": "hybrid→V1 score -41.7 → P(up) 0.11 (short); T -78, M -55, C -18, V +57, S +71, O -32, E +61",
+}
+_SCREEN_RUN_EXAMPLE: dict[str, Any] = {
+    "id": 42, "model": "ats_v2", "timeframe": "5m", "source": "kline_cache:https://fapi.binance.com",
+    "started_ms": 1767225600000, "finished_ms": 1767225600180, "symbols": 512, "ranked": 509, "excluded": 3,
+    "config": {"bars": 300, "timeframe": "5m", "ats_v2": {"mode": "hybrid", "temperature": 20.0}},
+    "stats": {"scan_ms": 180, "excluded_by_reason": {"min_bars": 3}},
+}
+
+
+class ScreenResultOut(Out):
+    """One ranked symbol of a scan: score, the raw factors (null = input missing), the model's components,
+    the inputs it lacked and a one-line explanation."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [_SCREEN_RESULT_EXAMPLE]})
+
+    rank: int = Field(ge=1)
+    symbol: str
+    timeframe: str
+    score: float | None = Field(description="ats_v2: ±100 (ranked by |score|); short_grid: GSS 0–100")
+    probability_up: float | None = Field(None, description="ats_v2 only: 1/(1+exp(−score/20))")
+    mode: str | None = Field(None, description="ats_v2 only: v1 or v2 (hybrid picks by data available)")
+    factors: dict[str, float | None]
+    components: dict[str, float | None]
+    missing: list[str]
+    explanation: str
+
+
+class ScreenRunOut(Out):
+    """One periodic scan: model, timeframe, where the bars came from, counts, config and timing."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [_SCREEN_RUN_EXAMPLE]})
+
+    id: int
+    model: Literal["ats_v2", "short_grid"]
+    timeframe: str
+    source: str
+    started_ms: int
+    finished_ms: int
+    symbols: int = Field(description="symbols with bars in the cache")
+    ranked: int
+    excluded: int = Field(description="filtered out (bars, liquidity) or unscorable")
+    config: dict[str, Any]
+    stats: dict[str, Any] | None = None
+
+
+class ScreenLatest(ScreenRunOut):
+    """The newest scan of a model with its ranked results (the first ``limit``)."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
+        {**_SCREEN_RUN_EXAMPLE, "results": [_SCREEN_RESULT_EXAMPLE]}]})
+
+    results: list[ScreenResultOut]
