@@ -179,6 +179,7 @@ class KlineCacheCore:
             (s, iv): _Series(s, iv, keep) for s in self.symbols for iv in self.config.intervals}
         self._sinks = {s: _Sink(self, s) for s in self.symbols}
         self.open_interest: dict[str, dict[int, float]] = {s: {} for s in self.symbols}
+        self._oi_series: dict[str, Series] = {}
         self.funding: dict[str, Series] = {}
         self.exchange_ms = 0  # the newest kline event time seen (exchange clock)
         self.stats: Counter[str] = Counter()
@@ -228,7 +229,20 @@ class KlineCacheCore:
         if len(book) > self._oi_keep:
             for t in sorted(book)[: len(book) - self._oi_keep]:
                 del book[t]
+        self._oi_series.pop(symbol, None)
         self.stats["oi_samples"] += 1
+
+    def oi_series(self, symbol: str) -> Series | None:
+        """The symbol's open-interest samples as sorted arrays (rebuilt only after a new sample)."""
+        cached = self._oi_series.get(symbol)
+        if cached is None:
+            book = self.open_interest.get(symbol)
+            if not book:
+                return None
+            items = sorted(book.items())
+            cached = self._oi_series[symbol] = Series(np.fromiter((t for t, _ in items), np.int64, len(items)),
+                                                      np.fromiter((v for _, v in items), np.float64, len(items)))
+        return cached
 
     def _gap(self, s: _Series, from_ms: int) -> None:
         if s.gap is None:
@@ -318,12 +332,7 @@ class KlineCacheCore:
             if len(s) == 0:
                 continue
             ts, c = s.view(bars)
-            oi_book = self.open_interest.get(sym)
-            oi = None
-            if oi_book and iv == self.config.intervals[0]:
-                items = sorted(oi_book.items())
-                oi = align_open_interest(ts, s.period, Series(np.asarray([t for t, _ in items], np.int64),
-                                                              np.asarray([v for _, v in items], np.float64)))
+            oi = align_open_interest(ts, s.period, self.oi_series(sym)) if iv == self.config.intervals[0] else None
             out.append(SymbolKlines(sym, iv, ts, c["open"], c["high"], c["low"], c["close"], c["volume"],
                                     taker_buy=c["taker_buy"], open_interest=oi,
                                     funding=funding_until(self.funding.get(sym), int(ts[-1]) + s.period)))
