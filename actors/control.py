@@ -8,6 +8,7 @@ actor table.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -19,14 +20,19 @@ CALL_TIMEOUT_S = 10.0
 _RAY: Any = ray  # the cluster-state functions (nodes, resources) are untyped
 
 
+RUNTIME_ACTOR = re.compile(r"^(journal|position_manager|risk_guard|sim_exchange|screener|strategy_\d+|"
+                           r"symbol_state_\d+)$")
+"""Names of the runtime's actors (Serve's own actors share the cluster, not this list)."""
+
+
 def actor_table(namespace: str) -> dict[str, dict[str, Any]]:
-    """Named actors of ``namespace`` from Ray's GCS: state, restarts, pid (alive or not)."""
+    """The runtime's named actors in ``namespace`` from Ray's GCS: state, restarts, pid (alive or not)."""
     from ray._private import state as ray_state  # the GCS actor table; needs no dashboard
 
     out: dict[str, dict[str, Any]] = {}
     for info in ray_state.actors().values():
         name = info.get("Name")
-        if not name or info.get("RayNamespace", namespace) != namespace:
+        if not name or not RUNTIME_ACTOR.match(name) or info.get("RayNamespace", namespace) != namespace:
             continue
         prev = out.get(name)
         if prev is not None and prev["state"] == "ALIVE":

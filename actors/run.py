@@ -54,6 +54,7 @@ class RayRun:
     sim_urls: tuple[str, str] | None = None
     api_url: str | None = None
     owns_ray: bool = False
+    first_token: str | None = None  # an admin token made because the journal had none (shown once)
 
 
 def start_ray(address: str | None, num_cpus: int, dashboard: bool, metrics_port: int | None,
@@ -103,10 +104,13 @@ async def launch(config: RunConfig, dsn: str, symbol_state_resource: str | None 
     rows = await store.risk_state()
     detail = rows.get("global", {}).get("detail")
     flatten = int(detail.get("flatten_seq", 0)) if isinstance(detail, dict) else 0
+    first_token = None
+    if config.api.enabled and not await store.list_credentials():  # so a new user can open the dashboard
+        first_token = await store.create_credential("first-run", "admin")
     await store.close()
 
     cfg_json = config.model_dump(mode="json")
-    run = RayRun(config, dsn, instance, now)
+    run = RayRun(config, dsn, instance, now, first_token=first_token)
     opts = dict(ACTOR_OPTIONS)
     sim_keys = sim_credentials() if config.mode == "sim" else None
     if config.source in ("sim", "replay"):

@@ -270,6 +270,10 @@ class _PositionManagerActor(_Booting):
     async def stats(self) -> dict[str, Any]:
         return (await self._svc()).stats()
 
+    async def order_latency(self) -> list[tuple[str, int, int]]:
+        """(engine client id, trigger receive ns, submit ns) of the orders this incarnation sent."""
+        return list((await self._svc()).order_latency)
+
 
 # ------------------------------------------------------------------------------------------ risk guard
 class _RiskGuardActor(_Booting):
@@ -435,6 +439,15 @@ class _SimExchangeActor(_Booting):
         await self.ready()
         result: dict[str, Any] = self.server.state()
         return result
+
+    async def order_arrivals(self) -> dict[str, int]:
+        """newClientOrderId → wall ns each order reached the simulator's trading API (mode sim)."""
+        await self.ready()
+        for ext in self.server.extensions:
+            arrivals = getattr(ext, "arrivals", None)
+            if arrivals is not None:
+                return dict(arrivals)
+        return {}
 
     async def stop(self) -> None:
         await self.ready()

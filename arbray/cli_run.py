@@ -146,8 +146,11 @@ async def _run_ray(config: RunConfig, dsn: str, duration_s: float | None, args: 
         if run.sim_urls is not None:
             lines.append(f"  simulator  REST {run.sim_urls[0]}  WS {run.sim_urls[1]}")
         if run.api_url is not None:
-            lines.append(f"  dashboard  {run.api_url}  (API {run.api_url}api/v1; create a token: arbray token create "
-                         f"--role admin --name me)")
+            lines.append(f"  dashboard  {run.api_url}  (API {run.api_url}api/v1)")
+            if run.first_token:
+                lines.append(f"  token      {run.first_token}  (admin; shown once — the journal had no API token)")
+            else:
+                lines.append("  token      yours, or: arbray token create --role admin --name me")
         if ray_url:
             lines.append(f"  Ray        http://{ray_url}")
         lines.append("  stop with Ctrl-C" if duration_s is None else f"  stopping after {duration_s:g} s")

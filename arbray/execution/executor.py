@@ -80,8 +80,11 @@ class StrategyExecutor:
 
     def __init__(self, strategy_id: str, rules: StrategyRules, cfg: ExecutionConfig, venue: Venue, clock: Clock,
                  spec_of: Callable[[str], SymbolSpec] = spec_for, gate: Gate | None = None,
-                 on_close: Callable[[Position], None] | None = None) -> None:
+                 on_close: Callable[[Position], None] | None = None, id_prefix: str = "") -> None:
+        """``id_prefix`` starts every position (and so client order) id: a live run's instance tag, so
+        ids never repeat across runs on one exchange account."""
         self.strategy_id = strategy_id
+        self.id_prefix = id_prefix
         self.rules = rules
         self.cfg = cfg
         self.venue = venue
@@ -196,7 +199,8 @@ class StrategyExecutor:
             if reason is not None:
                 return self._count(f"risk:{reason}")
         self._seq += 1
-        pos = Position(f"{self.strategy_id}-{sig.symbol}-{self._seq}", self.strategy_id, sig.symbol, sig.side,
+        pos = Position(f"{self.id_prefix}{self.strategy_id}-{sig.symbol}-{self._seq}", self.strategy_id, sig.symbol,
+                       sig.side,
                        one_r, rd, sig.price, sig.ts_ms, sig.score, sig.tier)
         plan = Plan(tick_size(spec), step_size(spec), self.rules.tp1_r, self.rules.tp2_r, self.rules.tp1_fraction,
                     self.rules.timeout_ms)

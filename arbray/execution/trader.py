@@ -104,9 +104,11 @@ class Trader:
 
     def __init__(self, strategies: Sequence[StrategyConfig], config: TradingConfig | None = None,
                  clock: ManualClock | None = None, venue: Venue | None = None,
-                 balances: dict[str, float] | None = None, paper: PaperVenue | None = None) -> None:
+                 balances: dict[str, float] | None = None, paper: PaperVenue | None = None,
+                 id_prefix: str = "") -> None:
         self.config = config or TradingConfig()
         self.clock = clock or ManualClock(0)
+        self.id_prefix = id_prefix  # starts every position / client order id (see StrategyExecutor)
         if venue is None:
             venue = paper = paper or PaperVenue(self.config.venue)
         elif paper is None and isinstance(venue, PaperVenue):
@@ -138,7 +140,8 @@ class Trader:
             raise ValueError(f"strategy {sid!r} is already trading")
         risk = RiskEngine(self.config.risk, self.clock)
         ex = StrategyExecutor(sid, rules_for(cfg, self.config, initial_balance), self.config.execution,
-                              _CountingVenue(self.venue, risk), self.clock, gate=self._gate(risk))
+                              _CountingVenue(self.venue, risk), self.clock, gate=self._gate(risk),
+                              id_prefix=self.id_prefix)
         ex.on_close = self._closer(sid, risk, ex)
         self.strategies[sid], self.executors[sid], self.risks[sid] = cfg, ex, risk
         self._by_symbol.clear()

@@ -21,6 +21,8 @@ QUALITY_FLAGS = {
     "stale_book": "no book update within stale_book_ms",
     "no_mark_price": "no markPrice update seen",
     "stale_mark_price": "no markPrice update within stale_mark_ms",
+    "gap_filled": "taken while missed trades were refilled (e.g. after a restart): trade windows are exact, "
+                  "book, bookTicker and mark fields are the latest known, not those of the snapshot's time",
 }
 
 CVD_WINDOWS = (("5m", 5), ("15m", 15), ("30m", 30), ("1h", 60), ("4h", 240), ("24h", 1440))

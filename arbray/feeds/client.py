@@ -90,6 +90,7 @@ class _Channel:
         self.mark_ms = -1
         self.dups: Counter[str] = Counter()  # live duplicates / stale messages by stream kind
         self.filling = False
+        self.resumed = False  # resume_after was called and no trade was delivered since (see gap_pending)
         self.fill_task: asyncio.Task[None] | None = None
         self.expire_handle: asyncio.TimerHandle | None = None
         self.watch = False  # the book sync wants to see this book after every diff
@@ -156,6 +157,7 @@ class _Channel:
 
     # -------------------------------------------------------------- delivery
     def _deliver_agg(self, item: TradeItem) -> None:
+        self.resumed = False
         self._sink_trade(item[0], item[1], item[2], item[3], item[4], "agg", item[5])
         if self.record:
             self.feed.emit_raw(item[6], item[5])
@@ -339,9 +341,17 @@ class MarketFeed:
     def resume_after(self, symbol: str, agg_id: int) -> None:
         """Continue ``symbol``'s aggTrades right after ``agg_id`` (a restart that kept the trades up to
         it): the first live trade then opens a gap from ``agg_id + 1`` that REST fills."""
-        seq = self.channel(symbol).trades
-        if seq.last is None or agg_id > seq.last:
-            seq.last = agg_id
+        ch = self.channel(symbol)
+        if ch.trades.last is None or agg_id > ch.trades.last:
+            ch.trades.last = agg_id
+            ch.resumed = True
+
+    def gap_pending(self, symbol: str) -> bool:
+        """Whether trades of ``symbol`` may still arrive from before what other streams now show: trades
+        are held for a REST fill, or a resumed symbol has not delivered its first trade yet. A consumer
+        that cuts time into windows waits with them (SymbolState does)."""
+        ch = self.channels.get(symbol)
+        return ch is not None and (ch.resumed or ch.filling or ch.trades.held > 0)
 
     def schedule_expire(self, ch: _Channel, delay_s: float) -> None:
         loop = self._loop

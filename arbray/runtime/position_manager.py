@@ -208,7 +208,9 @@ class PositionManagerCore:
             venue = paper = PaperVenue(config.trading.venue)
         self.replaying = False  # set while the log is re-applied: no order reaches an external venue
         self.venue = _RecordingVenue(venue, self, external=self.external_venue)
-        self.trader = Trader([], config.trading, self.clock, self.venue, paper=paper)
+        # on an exchange account, client ids must not repeat across runs: prefix them with the instance tag
+        tag = f"{self.instance.rsplit('-', 1)[-1][:6]}." if self.external_venue else ""
+        self.trader = Trader([], config.trading, self.clock, self.venue, paper=paper, id_prefix=tag)
         self.trader.on_close = self._on_close
         self.live: dict[str, LiveStrategy] = {}
         self.permission = Permission("HALTED", ("no permission yet",))

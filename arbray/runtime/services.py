@@ -191,24 +191,24 @@ class SymbolStateService:
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self, warm: Mapping[str, tuple[list[Kline] | None, TradeBatch | None]] | None = None) -> None:
-        """Warm up, line up with what the PositionManager already has, start the feed and the loops."""
-        for sym, (klines, trades) in (warm or {}).items():
-            self.core.warm_up(sym, klines, trades)
+        """Line up with what the PositionManager already applied, warm up (klines; after a restart the
+        journal's trades, re-emitting every boundary it has not applied), start the feed and the loops."""
         positions = await self.pm.stream_positions()
-        for sym in self.core.symbols:
-            pos = positions.get(sym)
-            if pos is None:
-                continue
-            self.seq[sym] = self._sent[sym] = pos["seq"]
-            missed = self.core.symbols[sym].trades_after(pos["trade_id"]) if pos["trade_id"] >= 0 else None
-            if missed is not None:  # trades the PositionManager never applied (it or we restarted)
-                self.trades(missed)
+        for sym, pos in positions.items():
+            if sym in self.seq:
+                self.seq[sym] = self._sent[sym] = pos["seq"]
+        for sym, (klines, trades) in (warm or {}).items():
+            b = positions.get(sym, {}).get("boundary_ms", -1)
+            self.core.warm_up(sym, klines, trades, b if b >= 0 else None)
         self._running = True
         _spawn(self._tasks, self._sender(), f"{self.name}.sender")
         _spawn(self._tasks, self._ticker(), f"{self.name}.ticker")
         _spawn(self._tasks, self._heartbeats(), f"{self.name}.heartbeats")
         if self.feed_factory is not None:
             self.feed = self.feed_factory(self.core)
+            gap = getattr(self.feed, "gap_pending", None)
+            if gap is not None:
+                self.core.gap_pending = gap
             await self.feed.start()
 
     async def stop(self) -> None:
@@ -451,6 +451,8 @@ class PositionManagerService:
         self.submit_ms: deque[float] = deque(maxlen=10_000)
         self.flush_ms = flush_ms
         self.epoch = 0
+        self.order_latency: deque[tuple[str, int, int]] = deque(maxlen=100_000)
+        """(client id, local receive ns of the message that triggered it, ns it went to the venue)."""
         self.durable: dict[str, int] = {}  # per symbol: the last sequence number in the journal
         self._rows: list[InputRow] = []
         self._out = Outputs()
@@ -529,7 +531,11 @@ class PositionManagerService:
         now = self.clock.now_ms()
         for item in items:
             row = encode_item(self._seq + 1, item, now)  # first: an item that cannot be logged changes nothing
-            merged.extend(self.core.apply(item))
+            out = self.core.apply(item)
+            if out.submitted:
+                sent_ns = time.time_ns()
+                self.order_latency.extend((cid, trigger_ns, sent_ns) for cid, trigger_ns in out.submitted)
+            merged.extend(out)
             self._seq += 1
             self._rows.append(row)
             if isinstance(item, TradesItem | BoundaryItem):

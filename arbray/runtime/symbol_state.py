@@ -20,8 +20,8 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -140,14 +140,14 @@ class _Symbol:
     def on_book_ticker(self, update_id: int, transact_ms: int, bid: float, bid_qty: float, ask: float,
                        ask_qty: float, recv_ns: int) -> None:
         self.messages += 1
-        if transact_ms > self.key:
+        if transact_ms > self.key and not self.core.gap_pending(self.symbol):
             self._advance(transact_ms, recv_ns)
         self.features.on_book_ticker(update_id, transact_ms, bid, bid_qty, ask, ask_qty, recv_ns)
 
     def on_event(self, ev: Event) -> None:
         self.messages += 1
         t = event_key(ev)
-        if t is not None and t > self.key:
+        if t is not None and t > self.key and not self.core.gap_pending(self.symbol):
             self._advance(t, ev.recv_ns)
         if isinstance(ev, ForceOrder):
             self.liquidations.append(ev)
@@ -177,6 +177,8 @@ class _Symbol:
         f = self.features
         t0 = time.perf_counter()
         snap = f.snapshot(b)
+        if self.core.gap_pending(self.symbol):
+            snap = replace(snap, quality=(*snap.quality, "gap_filled"))
         extras = {cvd_input_name(w): f.cvd(WINDOW_MINUTES[w] * 60_000, b) for w in EXTRA_WINDOWS}
         self.core.snapshot_times.append((self.symbol, time.perf_counter() - t0))
         self.last_snapshot, self.last_extras = snap, extras
@@ -190,7 +192,8 @@ class _Symbol:
             self.flush()
         cfg = self.core.config
         nxt = self.next_b
-        if cfg.timer_boundaries and nxt is not None and now_ms >= nxt + cfg.boundary_grace_ms and self.key < nxt:
+        if cfg.timer_boundaries and nxt is not None and now_ms >= nxt + cfg.boundary_grace_ms and self.key < nxt \
+                and not self.core.gap_pending(self.symbol):
             while nxt + cfg.boundary_grace_ms <= now_ms:
                 self._emit(nxt, 0)
                 nxt += self.every
@@ -211,19 +214,6 @@ class _Symbol:
                                             tape.qty[i:j].copy(), tape.sell[i:j].copy(),
                                             tape.trade_id[i:j].copy(), tape.recv_ns[i:j].copy()))
 
-    def trades_after(self, trade_id: int) -> TradeSlice | None:
-        """The trades in the tape with an id above ``trade_id`` (to resend after a consumer restart)."""
-        f = self.features
-        f.flush()
-        tape = f.tape
-        ids = tape.trade_id[tape.start:tape.n]
-        k = tape.start + int(np.searchsorted(ids, trade_id, "right"))
-        if k >= tape.n:
-            return None
-        return TradeSlice(self.symbol, tape.ts[k:tape.n].copy(), tape.price[k:tape.n].copy(),
-                          tape.qty[k:tape.n].copy(), tape.sell[k:tape.n].copy(), tape.trade_id[k:tape.n].copy(),
-                          tape.recv_ns[k:tape.n].copy())
-
 
 class SymbolStateCore:
     """Feature state and boundaries for a set of symbols; ``route`` is the feed's router."""
@@ -237,6 +227,9 @@ class SymbolStateCore:
         self.symbols: dict[str, _Symbol] = {}
         self.unknown: Counter[str] = Counter()
         self.snapshot_times: deque[tuple[str, float]] = deque(maxlen=10_000)  # (symbol, seconds to build)
+        self.gap_pending: Callable[[str], bool] = lambda symbol: False
+        """Set by the feed's owner: True while trades older than other streams' messages may still come
+        (a REST gap fill): boundaries then wait for the trades, so no window misses one."""
         for s in symbols:
             self.symbols[s] = _Symbol(self, s)
 
@@ -270,21 +263,32 @@ class SymbolStateCore:
         self.snapshot_times.clear()
         return out
 
-    def warm_up(self, symbol: str, klines: list[Kline] | None = None, trades: TradeBatch | None = None) -> int:
+    def warm_up(self, symbol: str, klines: list[Kline] | None = None, trades: TradeBatch | None = None,
+                last_boundary_ms: int | None = None) -> int:
         """Seed bars from closed klines and the tape from recorded trades before live data starts.
 
-        The warm-up trades count as already sent (a restarted consumer asks for what it misses).
-        Returns the number of klines used.
+        With ``last_boundary_ms`` (the last boundary the PositionManager applied, after a restart) only
+        the trades before it are seeded; the later ones go through the normal path, so every boundary
+        after it is emitted again, in order, from exactly the trades before it. Seeded trades count as
+        sent. Returns the number of klines used.
         """
         s = self.symbols[symbol]
         used = s.features.warm_up_klines(klines) if klines else 0
-        if trades is not None and len(trades):
-            s.features.add_trades(trades)
+        if trades is None or not len(trades):
+            return used
+        rows = trades.rows
+        later = rows[rows["ts_ms"] >= last_boundary_ms] if last_boundary_ms is not None else rows[:0]
+        seeded = rows[rows["ts_ms"] < last_boundary_ms] if last_boundary_ms is not None else rows
+        if len(seeded):
+            s.features.add_trades(TradeBatch(symbol, seeded, trades.id_kind))
             s.sent = s.features.tape.base + s.features.tape.n
-            last = int(trades.rows["ts_ms"].max())
-            s.key = max(s.key, last)
-            s.next_b = last - last % s.every + s.every
-            s.last_key = last
+        last = last_boundary_ms if last_boundary_ms is not None else int(rows["ts_ms"].max())
+        s.key = max(s.key, last)
+        s.next_b = last - last % s.every + s.every
+        s.last_key = last
+        for r in later:  # re-emit the boundaries the PositionManager has not applied
+            s.on_trade(int(r["ts_ms"]), float(r["price"]), float(r["qty"]), bool(r["is_buyer_maker"]),
+                       int(r["trade_id"]), trades.id_kind, int(r["recv_ns"]))
         return used
 
     def last_trade_id(self, symbol: str) -> int | None:

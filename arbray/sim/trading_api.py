@@ -21,7 +21,8 @@ import asyncio
 import contextlib
 import os
 import secrets
-from collections import Counter
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -125,6 +126,7 @@ class TradingApi:
         self._subscribed: set[str] = set()
         self._expiry_task: asyncio.Task[None] | None = None
         self.counters: Counter[str] = Counter()
+        self.arrivals: OrderedDict[str, int] = OrderedDict()  # newClientOrderId → wall ns the order arrived
 
     # ------------------------------------------------------------------ ServerExtension
     def install(self, app: web.Application, server: ServerHooks) -> None:
@@ -254,10 +256,15 @@ class TradingApi:
 
     async def _handle(self, request: web.Request, method: str, path: str, fn: Handler,
                       signed: bool) -> web.StreamResponse:
+        arrived_ns = time.time_ns()
         raw_query = request.rel_url.raw_query_string
         body = await request.text() if request.can_read_body else ""
         params = dict(parse_qsl(body, keep_blank_values=True))
         params.update(parse_qsl(raw_query, keep_blank_values=True))
+        if (method, path) == ("POST", "/fapi/v1/order") and params.get("newClientOrderId"):
+            self.arrivals.setdefault(params["newClientOrderId"], arrived_ns)  # (for latency measurements)
+            while len(self.arrivals) > 100_000:
+                self.arrivals.popitem(last=False)
         assert self.server is not None, "install() first"
         limited = self.server.charge(request, method, path, params)
         if limited is not None:

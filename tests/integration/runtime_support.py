@@ -55,7 +55,8 @@ def backtest(path: Path, strategies: list[StrategyConfig]) -> tuple[BacktestResu
 
 def trade_key(t: dict[str, Any]) -> tuple[Any, ...]:
     """The fields of a trade that parity requires to match exactly."""
-    return (t["strategy_id"], t["symbol"], t["direction"], t["entry_ts_ms"], t["exit_ts_ms"], t["exit_reason"],
+    return (t["strategy_id"], t["symbol"], t["direction"], t["signal_ts_ms"], t["entry_ts_ms"], t["exit_ts_ms"],
+            t["exit_reason"],
             round(t["entry_price"], 8), round(t["exit_price"], 8), round(t["qty"], 8), round(t["net_r"], 9))
 
 

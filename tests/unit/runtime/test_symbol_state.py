@@ -9,6 +9,7 @@ import pytest
 
 from arbray.clock import ManualClock
 from arbray.features.snapshot import FeatureSnapshot
+from arbray.marketdata.events import TradeBatch
 from arbray.marketdata.parser import BinanceParser
 from arbray.replay.engine import ReplayEngine
 from arbray.replay.readers import open_input
@@ -86,8 +87,6 @@ def test_trigger_level_flushes_at_once() -> None:
     core.set_triggers("BTCUSDT", 99.0, 101.0)
     sink.on_trade(1_002, 101.0, 1.0, True, 3, "agg", 0)
     assert [len(b) for b in out.batches] == [3]
-    assert core.symbols["BTCUSDT"].trades_after(1) is not None
-    assert core.symbols["BTCUSDT"].trades_after(3) is None
 
 
 def test_quiet_symbol_gets_its_boundary_on_the_wall_clock() -> None:
@@ -103,3 +102,41 @@ def test_quiet_symbol_gets_its_boundary_on_the_wall_clock() -> None:
     core.route("BTCUSDT").on_trade(3_500, 100.0, 1.0, False, 2, "agg", 0)
     core.route("BTCUSDT").on_trade(4_000, 100.0, 1.0, False, 3, "agg", 0)
     assert [s.ts_ms for s in out.snaps] == [2_000, 3_000, 4_000]
+
+
+def test_a_restart_re_emits_every_boundary_after_the_last_applied_one_from_the_journal() -> None:
+    expected: list[FeatureSnapshot] = []
+    ReplayEngine(15_000, expected.append).run([open_input(BUNDLED, 15_000)])
+    out, clock = Collect(), ManualClock(0)
+    core = SymbolStateCore(["BTCUSDT"], out, SymbolStateConfig(timer_boundaries=False), clock)
+    _feed_file(core, BUNDLED, clock)
+    core.flush()
+    journal = TradeBatch(  # what the journal holds: every trade
+        "BTCUSDT", np.concatenate([b.to_batch().rows for b in out.batches]), "agg")
+    applied = expected[7].ts_ms  # the PositionManager had applied 8 boundaries when the SymbolState died
+    again, clock2 = Collect(), ManualClock(0)
+    core2 = SymbolStateCore(["BTCUSDT"], again, SymbolStateConfig(timer_boundaries=False), clock2)
+    core2.warm_up("BTCUSDT", None, journal, last_boundary_ms=applied)
+    ts = [s.ts_ms for s in again.snaps]
+    assert ts == [s.ts_ms for s in expected[8:len(ts) + 8]] and len(ts) >= 10
+    # trade-derived features equal the uninterrupted run's at every re-emitted boundary
+    fields = ("cvd_5m", "cvd_usd_1h", "vwap_30m", "buy_vol_1m", "trade_count_1m", "p99_qty_24h", "price")
+    for snap, ref in zip(again.snaps, expected[8:], strict=False):
+        assert [getattr(snap, f) for f in fields] == [getattr(ref, f) for f in fields]
+
+
+def test_boundaries_wait_while_trades_are_being_gap_filled() -> None:
+    out, clock = Collect(), ManualClock(1_000)
+    core = SymbolStateCore(["BTCUSDT"], out, SymbolStateConfig(every_ms=1_000, timer_boundaries=False), clock)
+    pending = {"on": False}
+    core.gap_pending = lambda symbol: pending["on"]
+    sink = core.route("BTCUSDT")
+    sink.on_trade(1_000, 100.0, 1.0, False, 1, "agg", 0)
+    pending["on"] = True  # trade 2.. are missing; a later bookTicker must not close the window without them
+    sink.on_book_ticker(10, 3_500, 99.0, 1.0, 101.0, 1.0, 0)
+    assert out.snaps == []
+    sink.on_trade(1_500, 100.0, 2.0, False, 2, "agg", 0)  # the REST fill
+    sink.on_trade(2_500, 100.0, 3.0, True, 3, "agg", 0)
+    pending["on"] = False
+    sink.on_book_ticker(11, 3_600, 99.0, 1.0, 101.0, 1.0, 0)
+    assert [(s.ts_ms, s.trade_count_1m) for s in out.snaps] == [(2_000, 2), (3_000, 3)]
