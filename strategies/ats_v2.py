@@ -19,6 +19,7 @@ carry at least ``min_coverage`` of the active table's weight. Side = sign of the
 |score| (0–100), entry at ``entry_score`` (tier standard), flip and tier heavy at ``flip_threshold``.
 Layers: every factor of both tables plus F, raw = the factor's score (±100 or 0–100), score = its
 contribution towards the side (Σ over the table = |score| before F), F's score = what F added.
+``inputs`` holds every value read plus the model's signed ``score`` and ``probability_up``.
 """
 
 from __future__ import annotations

@@ -382,7 +382,6 @@ class KlineCache:
         self.report = BackfillReport()
         self.errors: Counter[str] = Counter()
         self._tasks: list[asyncio.Task[None]] = []
-        self._ready = asyncio.Event()
 
     async def start(self) -> None:
         """Connect the streams first (nothing closes unseen), then backfill every series; start repairs."""
@@ -392,7 +391,6 @@ class KlineCache:
         self.feed = MarketFeed(self.feed_config, self.core, self.clock, rest=self.rest)
         await self.feed.start()
         await asyncio.wait_for(self.backfill(), self.config.ready_timeout_s)
-        self._ready.set()
         self._tasks = [asyncio.get_running_loop().create_task(self._gap_loop(), name="kline-cache-gaps"),
                        asyncio.get_running_loop().create_task(self._funding_loop(), name="kline-cache-funding")]
 

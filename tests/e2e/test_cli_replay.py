@@ -68,7 +68,7 @@ def test_demo_runs_on_bundled_data_and_backtests_a_generated_session(tmp_path: P
     assert "BTCUSDT" in proc.stdout and "ETHUSDT" in proc.stdout and "snapshots written" in proc.stdout
     summary = orjson.loads((tmp_path / "bt" / "summary.json").read_bytes())
     assert summary["replay"]["rejected_total"] == 0 and summary["replay"]["book_resyncs"] == {"BTCUSDT": 0}
-    assert len(summary["by_strategy"]) == 24 and (tmp_path / "bt" / "report.html").exists()
+    assert len(summary["by_strategy"]) == 25 and (tmp_path / "bt" / "report.html").exists()  # + ats_v2_btc
 
 
 def test_bad_arguments_fail_clearly(tmp_path: Path) -> None:
