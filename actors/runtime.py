@@ -187,7 +187,7 @@ class _StrategyActor(_Booting):
             store = await _open_store(dsn)
             self.svc = StrategyService(store, _journal(), symbols, post=_calibration_post(),
                                        reload_every_ms=reload_every_ms, metrics=self.metrics)
-            await self.svc.reload(force=True)
+            await self.svc.start()
         self._boot_in_background(boot, "strategy")
 
     async def score(self, snap: FeatureSnapshot, extras: dict[str, float | None]) -> list[ScoreResult]:

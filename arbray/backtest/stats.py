@@ -34,10 +34,13 @@ def trade_record(m: PositionMachine) -> dict[str, Any]:
     """The ``trades.jsonl`` record of a finished machine."""
     p = m.pos
     slip_quote = (p.avg_entry - p.signal_price) * p.side * p.entry_qty
+    # a position closed while its entry was still working (a risk exit) never reached "open": its entry
+    # time is that of its first entry fill
+    entry_ts = p.opened_ms if p.opened_ms is not None else next((f.ts_ms for f in p.fills if f.side == p.side), None)
     return {
         "position_id": p.position_id, "strategy_id": p.strategy_id, "symbol": p.symbol,
         "direction": "LONG" if p.side > 0 else "SHORT", "score": p.score, "tier": p.tier,
-        "signal_ts_ms": p.signal_ts_ms, "entry_ts_ms": p.opened_ms, "exit_ts_ms": p.closed_ms,
+        "signal_ts_ms": p.signal_ts_ms, "entry_ts_ms": entry_ts, "exit_ts_ms": p.closed_ms,
         "signal_price": p.signal_price, "entry_price": _clean(p.avg_entry), "exit_price": _clean(p.avg_exit),
         "qty": _clean(p.entry_qty),
         "risk_usd": p.risk_usd, "risk_distance": p.risk_distance, "exit_reason": p.exit_reason,

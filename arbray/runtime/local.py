@@ -171,6 +171,7 @@ class LocalRuntime:
         self.journal = JournalService(JournalCore(self.store, cfg.run_id, self.instance))
         self.strategy = StrategyService(self.store, self.journal, cfg.symbols, clock=self.clock,
                                         reload_every_ms=min(1_000, cfg.every_ms))
+        await self.strategy.start()
         guard_core = RiskGuardCore({s: n for n, syms in cfg.groups() for s in syms}, cfg.guard, self.clock)
         risk_rows = await self.store.risk_state()
         if "global" in risk_rows and isinstance(risk_rows["global"].get("detail"), dict):
@@ -230,6 +231,8 @@ class LocalRuntime:
         summary = await self.stats()
         if self.guard is not None:
             await self.guard.stop()
+        if self.strategy is not None:
+            await self.strategy.stop()
         if self.pm is not None:
             await self.pm.stop()
         if self.journal is not None:

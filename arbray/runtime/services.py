@@ -398,8 +398,27 @@ class StrategyService:
                 self.counters["config_versions"] += 1
             return self.core.version
 
+    async def start(self) -> None:
+        """Read the strategies now, then re-read them every ``reload_every_ms`` in the background (never on
+        the scoring path: a change made in the journal is scored from the next boundary after that)."""
+        await self.reload(force=True)
+        _spawn(self._tasks, self._reloader(), "strategy.reload")
+
+    async def _reloader(self) -> None:
+        while True:
+            await asyncio.sleep(self.reload_every_ms / 1000)
+            try:
+                await self.reload(force=True)
+            except Exception:  # the store briefly unavailable: keep scoring with the configs we have
+                self.counters["reload_errors"] += 1
+
+    async def stop(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+
     async def score(self, snap: FeatureSnapshot, extras: dict[str, float | None]) -> list[ScoreResult]:
-        await self.reload()
+        if self.set is None:
+            await self.reload()
         results, actionable = self.core.score(snap, extras)
         for r in results:
             reason = r.block_reason or ""
@@ -441,7 +460,6 @@ class PositionManagerService:
         self._permission_at = 0
         self._applied_permission: Permission | None = None
         self._strategy_version = ""
-        self._strategy_checked = -1
         self._tasks: set[asyncio.Task[Any]] = set()
         self._venue_events: asyncio.Queue[Any] = asyncio.Queue()
         self._barrier_since: int | None = None
@@ -491,6 +509,7 @@ class PositionManagerService:
         if self.venue is not None:
             await self._start_venue()
         _spawn(self._tasks, self._watch_permission(), "pm.permission_ttl")
+        _spawn(self._tasks, self._strategy_watch(), "pm.strategy_watch")
         if self.venue is not None:
             _spawn(self._tasks, self._venue_loop(), "pm.venue_events")
 
@@ -599,7 +618,6 @@ class PositionManagerService:
         t0 = time.perf_counter()
         assert self.core is not None and self.sequencer is not None
         async with self._lock:
-            await self._refresh_strategies(items)
             for item in items:
                 self.sequencer.push(item)
             ready = self.sequencer.ready(force=self._barrier_expired())
@@ -630,29 +648,25 @@ class PositionManagerService:
             return True
         return False
 
-    async def _refresh_strategies(self, items: Sequence[StreamItem]) -> None:
-        """At a boundary, take a changed live strategy set (new strategies, edits) as a logged item."""
-        if not any(isinstance(i, BoundaryItem) for i in items):
-            return
-        now = self.clock.now_ms()
-        if now - self._strategy_checked < 1_000:
-            return
-        self._strategy_checked = now
-        await self.reload_strategies(locked=True)
+    async def _strategy_watch(self) -> None:
+        """Every second, take a changed live strategy set (new strategies, edits) as a logged item."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.reload_strategies()
+            except Exception:  # the store briefly unavailable: try again next second
+                self.counters["strategy_reload_errors"] += 1
 
-    async def reload_strategies(self, locked: bool = False) -> dict[str, Any]:
-        """Apply the journal's strategy set if it changed (``RuntimeControl.reload_strategies``)."""
-        async def go() -> dict[str, Any]:
-            s = await load_strategies(self.store, self.symbols)
-            if s.version != self._strategy_version:
+    async def reload_strategies(self) -> dict[str, Any]:
+        """Apply the journal's strategy set if it changed (``RuntimeControl.reload_strategies``); the read
+        happens outside the apply lock, so it never delays market data."""
+        s = await load_strategies(self.store, self.symbols)
+        if s.version != self._strategy_version:
+            async with self._lock:
                 self._strategy_version = s.version
                 await self._apply([StrategiesItem(s.strategies)])
                 self.counters["strategy_reloads"] += 1
-            return {"version": s.version, "running": [x.name for x in s.strategies if x.running]}
-        if locked:
-            return await go()
-        async with self._lock:
-            return await go()
+        return {"version": s.version, "running": [x.name for x in s.strategies if x.running]}
 
     async def stream_positions(self) -> dict[str, dict[str, int]]:
         """What is applied *and journaled* per symbol (senders resend everything after it)."""

@@ -191,3 +191,105 @@ def test_killing_the_symbol_state_mid_run_loses_and_duplicates_nothing(
     restored = [f for f in view["features"].values() if "gap_filled" in f["quality"]]
     print(f"symbol state restart: {len(restored)} snapshots flagged gap_filled; trades differing in execution: "
           f"{sorted(set(view['trades']) ^ set(base['trades']))}")
+
+
+def test_hot_reload_halt_and_emergency_close_on_the_simulator(ray_up: None, tmp_path: Path) -> None:
+    """On the live simulator (10× speed, 15 s cycles of market time): a config edited in the journal is
+    scored from the next cycle on; block-new stops new entries within a cycle; emergency close flattens
+    every position. Times are compared in market time (the simulator's clock)."""
+    import argparse
+
+    from arbray.actors.control import ActorRuntimeControl
+    from arbray.actors.run import launch, stop
+
+    from arbray.cli_run import build_config, register
+    from arbray.runtime.strategies import live_uuid
+    from arbray.scoring.registry import parse_config
+    from arbray.storage.records import StrategyRecord
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    cfg = build_config(parser.parse_args(["run", "--symbols", "BTCUSDT", "--every", "15s", "--no-api",
+                                          "--speed", "10", "--history-hours", "6", "--strategy", "sim_demo_btc",
+                                          "--strategy", "BTC_CVD5mx30m_TPaggressive"]))
+    dsn = f"sqlite:///{tmp_path / 'j.db'}"
+
+    async def scores_of(store: Any, name: str, since: int) -> list[dict[str, Any]]:
+        async with store.connection() as c:
+            return await c.fetch("SELECT ts_ms, config_hash FROM score_events WHERE strategy = ? AND ts_ms >= ? "
+                                 "ORDER BY ts_ms", (name, since))
+
+    async def wait(check: Any, timeout_s: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            got = await check()
+            if got:
+                return got
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    async def go() -> None:
+        run = await launch(cfg, dsn)
+        control = ActorRuntimeControl("arbray")
+        store = await _open(dsn)
+
+        async def market_ms() -> int:
+            return int((await run.handles["sim_exchange"].state.remote())["market_ms"])
+        try:
+            # --- hot reload: an edit in the journal is scored within one cycle
+            name = "BTC_CVD5mx30m_TPaggressive"
+            row = await store.get_strategy(live_uuid(name))
+            assert row is not None
+            edited = parse_config({**row["config"], "entry_score": 78})
+            await wait(lambda: scores_of(store, name, 0), 30, "the first scores")
+            t_edit = await market_ms()
+            await store.upsert_strategy(StrategyRecord(
+                strategy_id=row["strategy_id"], slug=name, display_name=name, kind=edited.kind,
+                config=edited.model_dump(mode="json"), config_hash=edited.config_hash,
+                initial_balance=row["initial_balance"], created_ms=row["created_ms"]))
+            new = await wait(lambda: _with_hash(scores_of(store, name, t_edit), edited.config_hash), 15,
+                             "a score with the edited config")
+            assert new[0]["ts_ms"] - t_edit <= 2 * cfg.every_ms  # the boundary in flight, then the next one
+            late = await wait(lambda: scores_of(store, name, t_edit + 2 * cfg.every_ms), 15, "later scores")
+            assert all(r["config_hash"] == edited.config_hash for r in late)
+
+            # --- a position opens (the eager preset); emergency close flattens everything and halts
+            await wait(lambda: _open_positions(control), 120, "an open position")
+            await control.risk_command("emergency_close", "test", "test")
+            assert (await control.risk())["state"] == "HALTED"
+            await wait(lambda: _flat(control), 30, "every position closed")
+
+            async def risk_exits() -> int:
+                async with store.connection() as c:
+                    return int((await c.fetch("SELECT COUNT(*) AS n FROM trades WHERE exit_reason = 'risk'"))[0]["n"])
+            assert await wait(risk_exits, 10, "the flattened trade in the journal") >= 1
+
+            # --- resume, then block-new stops new entries within a cycle
+            await control.risk_command("resume", "test", "test")
+            await control.risk_command("block_new", "test", "test")
+            t_block = await market_ms()
+            assert (await control.risk())["state"] == "REDUCING"
+            await asyncio.sleep(8 * cfg.every_ms / 10_000)  # eight cycles of market time
+            async with store.connection() as c:
+                entries = await c.fetch("SELECT ts_ms FROM signals WHERE ts_ms >= ? AND action = 'entry'",
+                                        (t_block + cfg.every_ms,))
+                refused = await c.fetch("SELECT COUNT(*) AS n FROM signals WHERE ts_ms >= ? AND action LIKE 'risk:%'",
+                                        (t_block,))
+            assert entries == []
+            print(f"reload after {new[0]['ts_ms'] - t_edit} ms; entries refused while blocked: {refused[0]['n']}")
+        finally:
+            await store.close()
+            await stop(run)
+    asyncio.run(go())
+
+
+async def _with_hash(rows: Any, config_hash: str) -> list[dict[str, Any]]:
+    return [r for r in await rows if r["config_hash"] == config_hash]
+
+
+async def _open_positions(control: Any) -> bool:
+    return any(p["qty"] for p in await control.positions())
+
+
+async def _flat(control: Any) -> bool:
+    return not await control.positions()
