@@ -129,7 +129,7 @@ async def launch(config: RunConfig, dsn: str, symbol_state_resource: str | None 
     for name in pool:
         served = [s for s in symbols if assignment[s] == name]
         run.handles[name] = StrategyActor.options(name=name, namespace=NAMESPACE, **opts).remote(
-            dsn, served, min(1_000, config.every_ms))
+            dsn, served, min(1_000, config.every_ms), cfg_json["ev_gates"])
     run.handles["position_manager"] = PositionManagerActor.options(name="position_manager", namespace=NAMESPACE,
                                                                    **opts).remote(cfg_json, dsn, instance, flatten, now,
                                                                                   ep, sim_keys)

@@ -180,12 +180,15 @@ class _JournalActor(_Booting):
 class _StrategyActor(_Booting):
     """Stateless scoring of the journal's running strategies (a pool member)."""
 
-    def __init__(self, dsn: str, symbols: list[str], reload_every_ms: int) -> None:
+    def __init__(self, dsn: str, symbols: list[str], reload_every_ms: int,
+                 ev_gates: dict[str, Any] | None = None) -> None:
         self.svc: StrategyService | None = None
 
         async def boot() -> None:
+            from arbray.runtime.scoring import Calibrated
+
             store = await _open_store(dsn)
-            self.svc = StrategyService(store, _journal(), symbols, post=_calibration_post(),
+            self.svc = StrategyService(store, _journal(), symbols, post=[Calibrated(ev_gates)],
                                        reload_every_ms=reload_every_ms, metrics=self.metrics)
             await self.svc.start()
         self._boot_in_background(boot, "strategy")
@@ -204,11 +207,6 @@ class _StrategyActor(_Booting):
         await self.ready()
         assert self.svc is not None
         return self.svc.stats()
-
-
-def _calibration_post() -> list[Any]:
-    """Post-processors of every score batch (none until a calibrator is wired in)."""
-    return []
 
 
 # ------------------------------------------------------------------------------------------ position manager

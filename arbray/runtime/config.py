@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from arbray.calibration.ev_gate import EvGateConfig
 from arbray.runtime.position_manager import PositionManagerConfig
 from arbray.runtime.risk_guard import RiskGuardConfig
 from arbray.runtime.symbol_state import SymbolStateConfig
@@ -83,6 +84,8 @@ class RunConfig(FrozenModel):
     binance: BinanceSourceConfig = Field(default_factory=BinanceSourceConfig)
     venue: VenueRunConfig = Field(default_factory=VenueRunConfig)
     api: ApiRunConfig = Field(default_factory=ApiRunConfig)
+    ev_gates: dict[str, EvGateConfig] = Field(default_factory=dict,
+                                              description="strategy → expected-value gate on its entries")
 
     def _rule_violations(self) -> list[tuple[tuple[str, ...], str]]:
         out: list[tuple[tuple[str, ...], str]] = []

@@ -25,6 +25,7 @@ from arbray.runtime.control import RiskCommand, RuntimeUnavailable
 from arbray.runtime.journal import JournalCore
 from arbray.runtime.position_manager import PositionManagerConfig
 from arbray.runtime.risk_guard import RiskGuardCore
+from arbray.runtime.scoring import Calibrated
 from arbray.runtime.services import (
     JournalService,
     PositionManagerService,
@@ -170,7 +171,7 @@ class LocalRuntime:
         endpoints = endpoints_for(cfg, sim_urls)
         self.journal = JournalService(JournalCore(self.store, cfg.run_id, self.instance))
         self.strategy = StrategyService(self.store, self.journal, cfg.symbols, clock=self.clock,
-                                        reload_every_ms=min(1_000, cfg.every_ms))
+                                        post=[Calibrated(cfg.ev_gates)], reload_every_ms=min(1_000, cfg.every_ms))
         await self.strategy.start()
         guard_core = RiskGuardCore({s: n for n, syms in cfg.groups() for s in syms}, cfg.guard, self.clock)
         risk_rows = await self.store.risk_state()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from arbray.features.snapshot import FeatureSnapshot
 from arbray.scoring.config import StrategyConfig, cvd_input_name
@@ -50,3 +51,35 @@ class ScoringCore:
         self.counters["scores"] += len(results)
         self.counters["actionable"] += len(actionable)
         return results, actionable
+
+
+class Calibrated:
+    """The Strategy actor's post-processor: every result gets its calibrated win probability
+    (``arbray.calibration.LiveCalibration``: the strategy's active calibrator, else the bootstrap map),
+    then the expected-value gate blocks the entries of the strategies it is configured for."""
+
+    def __init__(self, ev_gates: Mapping[str, Any] | None = None) -> None:
+        """``ev_gates``: strategy → ``EvGateConfig`` (or its JSON form, as it crosses an actor boundary)."""
+        from arbray.calibration.ev_gate import EvGateConfig
+        from arbray.calibration.live import LiveCalibration
+
+        self.live = LiveCalibration()
+        self.ev_gates = {k: v if isinstance(v, EvGateConfig) else EvGateConfig.model_validate(v)
+                         for k, v in (ev_gates or {}).items()}
+        self.gate: Any = None
+
+    async def refresh(self, store: Any) -> bool:
+        """Reload the calibrators (and the gate's realised costs) when the journal's calibration changed."""
+        state = await store.calibration_state()
+        if state == self.live.version:
+            return False
+        await self.live.load(store)
+        if self.ev_gates:
+            from arbray.calibration.ev_gate import EvGate
+
+            self.gate = await EvGate.from_store(store, self.ev_gates, calibration=self.live)
+        return True
+
+    def __call__(self, snap: FeatureSnapshot, results: list[ScoreResult]) -> list[ScoreResult]:
+        out = self.live.apply(results)
+        return self.gate(snap, out) if self.gate is not None else out

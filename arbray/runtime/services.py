@@ -385,8 +385,13 @@ class StrategyService:
         self.counters: Counter[str] = Counter()
 
     async def reload(self, force: bool = False) -> str:
-        """Re-read the live strategies (at most every ``reload_every_ms`` unless forced)."""
+        """Re-read the live strategies (at most every ``reload_every_ms`` unless forced), and let
+        post-processors that follow the journal (calibration) refresh."""
         now = self.clock.now_ms()
+        for fn in self.core.post:
+            refresh = getattr(fn, "refresh", None)
+            if refresh is not None:
+                await refresh(self.store)
         async with self._lock:
             if not force and self.set is not None and now - self._checked_ms < self.reload_every_ms:
                 return self.core.version
