@@ -135,7 +135,7 @@ def test_market_indicators_risk_fallback_system_and_meta(dsn: str) -> None:
             fk = (await c.get("/api/v1/kinds/factory", headers=h)).json()
             assert fk["config_schema"]["properties"]["weight_direction"]["maximum"] == 80
             assert (await c.get("/api/v1/kinds/nope", headers=h)).status_code == 404
-            assert len((await c.get("/api/v1/presets", headers=h)).json()) == 24
+            assert len((await c.get("/api/v1/presets", headers=h)).json()) == 25
             syms = {s["symbol"]: s for s in (await c.get("/api/v1/symbols", headers=h)).json()}
             assert syms["BTCUSDT"]["gate_defaults"]["whale_mode"] == "flow"
             assert (await c.get("/api/v1/backtests", headers=h)).json() == {"detail": "jobs not available"}

@@ -34,7 +34,7 @@ def test_presets_are_the_predecessor_set() -> None:
     names = preset_names()
     assert {"v51_baseline", "v52_8signals", "v53", "v53_middle", "v53_fast"} <= set(names)
     btc = [n for n in names if n.startswith("BTC_")]
-    assert len(btc) == 18 and len(names) == 24  # + ats_v2_btc
+    assert len(btc) == 18 and len(names) == 25  # + ats_v2_btc and sim_demo_btc
     assert all(n.isascii() for n in names)
     combos = {("5m", "30m"), ("5m", "1h"), ("15m", "1h"), ("15m", "4h"), ("30m", "1h"), ("30m", "4h")}
     profiles = {"conservative": (0.75, 1.5), "balanced": (1.0, 2.0), "aggressive": (1.5, 2.5)}
