@@ -91,6 +91,7 @@ class _Channel:
         self.dups: Counter[str] = Counter()  # live duplicates / stale messages by stream kind
         self.filling = False
         self.resumed = False  # resume_after was called and no trade was delivered since (see gap_pending)
+        self.catching_up = False  # the REST catch-up after resume_after is running
         self.fill_task: asyncio.Task[None] | None = None
         self.expire_handle: asyncio.TimerHandle | None = None
         self.watch = False  # the book sync wants to see this book after every diff
@@ -258,7 +259,8 @@ class MarketFeed:
         await self.rest.start()
         self.booksync = BookSyncer(cfg, self.rest, self._apply_snapshot, self.clock)
         for symbol in cfg.symbols:
-            self.channel(symbol)
+            if self.channel(symbol).resumed:
+                self.start_fill(self.channels[symbol], catch_up=True)
         connects = SlidingWindowThrottle(CONNECTS_PER_5_MIN, 300_000)
         rng = random.Random()
         self.shards = [StreamShard(f"shard{i}", plan, cfg, self._on_message, self.ws_stats, connects, rng)
@@ -348,10 +350,10 @@ class MarketFeed:
 
     def gap_pending(self, symbol: str) -> bool:
         """Whether trades of ``symbol`` may still arrive from before what other streams now show: trades
-        are held for a REST fill, or a resumed symbol has not delivered its first trade yet. A consumer
+        are held for a REST fill, or a resumed symbol is still catching up from REST. A consumer
         that cuts time into windows waits with them (SymbolState does)."""
         ch = self.channels.get(symbol)
-        return ch is not None and (ch.resumed or ch.filling or ch.trades.held > 0)
+        return ch is not None and (ch.resumed or ch.catching_up or ch.filling or ch.trades.held > 0)
 
     def schedule_expire(self, ch: _Channel, delay_s: float) -> None:
         loop = self._loop
@@ -373,11 +375,12 @@ class MarketFeed:
         ch.watch = True
         return ch.book
 
-    def start_fill(self, ch: _Channel) -> None:
+    def start_fill(self, ch: _Channel, catch_up: bool = False) -> None:
         """Start filling ``ch``'s aggTrade hole from REST (one task per symbol at a time)."""
         if self._loop is None:
             return
-        task = self._loop.create_task(self._fill(ch), name=f"feed-fill-{ch.symbol}")
+        task = self._loop.create_task(self._catch_up(ch) if catch_up else self._fill(ch),
+                                      name=f"feed-fill-{ch.symbol}")
         ch.fill_task = task
         self._fills.add(task)
         task.add_done_callback(self._fills.discard)
@@ -416,6 +419,33 @@ class MarketFeed:
                     await asyncio.sleep(_FILL_RETRY_S)
         finally:
             ch.fill_task = None
+
+    async def _catch_up(self, ch: _Channel) -> None:
+        """A resumed symbol's trades since ``resume_after``, page by page from REST until a short page
+        (caught up): a restart must not wait for a live trade to open the gap, as the stream may be quiet
+        (a finished replay, an illiquid symbol). Trades held live meanwhile are filled afterwards."""
+        cfg, seq, cont = self.config, ch.trades, self.cont
+        ch.catching_up = True
+        try:
+            while True:
+                await self.rest.wait_budget("GET", "/fapi/v1/aggTrades", {"symbol": ch.symbol})
+                assert seq.last is not None
+                cont["catch_up_requests"] += 1
+                try:
+                    reply = await self.rest.request("GET", "/fapi/v1/aggTrades", {
+                        "symbol": ch.symbol, "fromId": seq.last + 1, "limit": cfg.gap_fill_page})
+                except BinanceError:
+                    cont["fill_errors"] += 1
+                    await asyncio.sleep(_FILL_RETRY_S)
+                    continue
+                self._feed_fill(ch, reply.data, self.now_ns())
+                if not isinstance(reply.data, list) or len(reply.data) < cfg.gap_fill_page:
+                    break
+        finally:
+            ch.fill_task = None
+            ch.resumed = ch.catching_up = False
+        if seq.held:
+            self.start_fill(ch)
 
     def _feed_fill(self, ch: _Channel, rows: Any, recv_ns: int) -> None:
         """REST aggTrades rows as stream payloads through the parser (validated and counted alike)."""

@@ -359,6 +359,7 @@ class SymbolStateService:
             "resends": self.stats_.resends, "submit_errors": self.stats_.submit_errors,
             "score_errors": self.stats_.score_errors, "outbox": sum(len(q) for q in self.outbox.values()),
             "unsent": sum(self.seq[s] - self._sent.get(s, 0) for s in self.seq),
+            "gap_pending": [s for s in self.seq if self.feed is not None and self.feed.gap_pending(s)],
             "boundary_to_ack_ms_p50": lat[len(lat) // 2] if lat else None,
             "boundary_to_ack_ms_p99": lat[int(len(lat) * 0.99)] if lat else None,
             "feed": self.feed.stats() if self.feed is not None else None,
@@ -767,6 +768,7 @@ class RiskGuardService:
         self.publish_every_ms = publish_every_ms
         self._tasks: set[asyncio.Task[Any]] = set()
         self._persisted: dict[str, Any] | None = None
+        self._persisting: asyncio.Task[None] | None = None
         self.counters: Counter[str] = Counter()
 
     async def start(self) -> None:
@@ -796,9 +798,18 @@ class RiskGuardService:
                 self.counters["publish_errors"] += 1
         state = {**self.core.to_state(), "state": p.state, "reasons": list(p.reasons)}
         if self.journal is not None and state != self._persisted:
-            await self.journal.risk(p.state, state)
             self._persisted = state
+            # not awaited here: a busy journal must not delay the permission the PositionManager needs
+            self._persisting = asyncio.get_running_loop().create_task(self.journal.risk(p.state, state))
+            self._tasks.add(self._persisting)
+            self._persisting.add_done_callback(self._tasks.discard)
         return p
+
+    async def _publish_persisted(self) -> None:
+        """Publish, then wait until the state is in the journal (a command is acknowledged only then)."""
+        await self.publish()
+        if self._persisting is not None:
+            await self._persisting
 
     async def heartbeat(self, source: str, health: dict[str, dict[str, Any]]) -> None:
         self.core.on_heartbeat(source, health)
@@ -809,12 +820,12 @@ class RiskGuardService:
 
     async def command(self, command: RiskCommand, reason: str, source: str) -> dict[str, Any]:
         self.core.command(command, reason, source)
-        await self.publish()
+        await self._publish_persisted()
         return self.core.view()
 
     async def kill(self, strategy: str, reason: str, source: str) -> dict[str, Any]:
         self.core.kill(strategy, reason, source)
-        await self.publish()
+        await self._publish_persisted()
         return self.core.view()
 
     def view(self) -> dict[str, Any]:

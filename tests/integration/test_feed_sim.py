@@ -299,3 +299,35 @@ def test_rest_outage_reports_unfillable_gaps_and_degraded_books_then_recovers() 
 
     faults = FaultConfig(streams={"aggTrade": {"drop": 0.05}}, depth_gap_rate=0.05, rest_5xx_rate=1.0)
     asyncio.run(_with_sim(body, faults=faults))
+
+
+def test_a_resumed_feed_catches_up_from_rest_on_a_quiet_stream() -> None:
+    """A restart continues right after the journal's last trade: with the market paused (no live trade
+    would ever open the gap) the feed still fetches every trade since from REST, page by page, in order
+    and once, and reports no gap pending when caught up."""
+
+    async def body(ex: SimExchange, srv: SimServer) -> None:
+        def served_span() -> int:
+            latest = ex.agg_trades("BTCUSDT", limit=1)
+            return int(latest[0]["a"] - ex.agg_trades("BTCUSDT", from_id=0, limit=1)[0]["a"]) if latest else 0
+        assert await wait_for(lambda: served_span() > 2_600, 30.0)
+        ex.pause()
+        served: list[int] = []
+        while page := ex.agg_trades("BTCUSDT", from_id=served[-1] + 1 if served else 0, limit=1000):
+            served += [t["a"] for t in page]
+        assert len(served) > 2_500  # more than two REST pages behind
+        resume_from = served[0] + 100
+        state = TrackingState()
+        feed = MarketFeed(_feed_config(srv, gap_fill_page=1000), state)
+        feed.resume_after("BTCUSDT", resume_from)
+        assert feed.gap_pending("BTCUSDT")
+        await feed.start()
+        try:
+            assert await wait_for(lambda: not feed.gap_pending("BTCUSDT"), 20.0)
+        finally:
+            await feed.stop()
+        got = state.get("BTCUSDT").ids
+        assert got == [a for a in served if a > resume_from]
+        assert feed.cont["catch_up_requests"] >= 3
+
+    asyncio.run(_with_sim(body, speed=30.0))
