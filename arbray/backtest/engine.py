@@ -30,6 +30,7 @@ from arbray.risk.rules import RiskEngine
 from arbray.scoring.config import StrategyConfig, canonical_json, cvd_input_name, window_ms
 from arbray.scoring.evaluator import Evaluator
 from arbray.scoring.result import ScoreResult
+from arbray.screener.live import KlineExtrasMemo, wants_kline_extras
 
 __all__ = ["Backtest", "BacktestConfig", "BacktestResult", "ScoreFilter", "rules_for"]
 
@@ -87,6 +88,7 @@ class Backtest:
         self.evaluator = Evaluator(self.strategies)
         self.signals: list[dict[str, Any]] = []
         self._done_until: dict[str, int] = {}
+        self._kline_memos: dict[str, KlineExtrasMemo | None] = {}
         self.engine = ReplayEngine(self.config.every_ms, self._on_snapshot)
 
     def run(self, sources: Iterable[Iterator[Record]]) -> BacktestResult:
@@ -115,10 +117,20 @@ class Backtest:
         if j > i:
             self.trader.on_trades(name, tape.ts[i:j], tape.price[i:j], tape.qty[i:j])
 
+    def _kline_memo(self, symbol: str) -> KlineExtrasMemo | None:
+        """The symbol's kline-factor memo when a kind that reads kline extras (``ats_v2``) trades it."""
+        if symbol not in self._kline_memos:
+            wanted = wants_kline_extras(c.kind for c in self.evaluator.configs_for(symbol))
+            self._kline_memos[symbol] = KlineExtrasMemo() if wanted else None
+        return self._kline_memos[symbol]
+
     def _score(self, snap: FeatureSnapshot, sym: SymbolFeatures) -> list[ScoreResult]:
         """The snapshot's entry/flip results (only actionable rows become objects on the fast path)."""
         windows = self.evaluator.extra_windows(snap.symbol)
         extras = {cvd_input_name(w): sym.cvd(window_ms(w), snap.ts_ms) for w in windows} if windows else None
+        memo = self._kline_memo(snap.symbol)
+        if memo is not None:
+            extras = {**(extras or {}), **memo(sym.bars_5m, sym.bars_1h)}
         results: list[ScoreResult] = []
         if self.score_sink is not None:
             everything = [r for batch in self.evaluator.evaluate(snap, extras) for r in batch.results()]

@@ -35,6 +35,7 @@ from arbray.features.symbol import SymbolFeatures
 from arbray.marketdata.events import DepthUpdate, Event, ForceOrder, Kline, MarkPrice, RejectCounter, TradeBatch
 from arbray.marketdata.orderbook import LocalOrderBook
 from arbray.scoring.config import SNAPSHOT_CVD_FIELDS, WINDOW_MINUTES, FrozenModel, cvd_input_name
+from arbray.screener.live import KlineExtrasMemo
 
 EXTRA_WINDOWS: tuple[str, ...] = tuple(w for w in WINDOW_MINUTES if w not in SNAPSHOT_CVD_FIELDS)
 """CVD windows strategies may ask for that a ``FeatureSnapshot`` does not carry (8h, 12h)."""
@@ -120,6 +121,7 @@ class _Symbol:
         self.last_message_ms: int | None = None
         self.last_snapshot: FeatureSnapshot | None = None
         self.last_extras: dict[str, float | None] = {}
+        self.kline_extras = KlineExtrasMemo()  # the kline factors ats_v2 reads (any strategy may be added live)
         self.series: deque[tuple[int, float | None, float | None, float | None]] = deque(maxlen=cfg.series_points)
         self.liquidations: deque[ForceOrder] = deque(maxlen=cfg.liquidations_kept)
         self.boundaries = 0
@@ -180,6 +182,7 @@ class _Symbol:
         if self.core.gap_pending(self.symbol):
             snap = replace(snap, quality=(*snap.quality, "gap_filled"))
         extras = {cvd_input_name(w): f.cvd(WINDOW_MINUTES[w] * 60_000, b) for w in EXTRA_WINDOWS}
+        extras.update(self.kline_extras(f.bars_5m, f.bars_1h))  # recomputed only when a bar closed
         self.core.snapshot_times.append((self.symbol, time.perf_counter() - t0))
         self.last_snapshot, self.last_extras = snap, extras
         self.series.append((b, snap.price, snap.cvd_5m, snap.cvd_1h))
