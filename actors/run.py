@@ -143,6 +143,12 @@ async def launch(config: RunConfig, dsn: str, symbol_state_resource: str | None 
         run.handles[name] = SymbolStateActor.options(name=name, namespace=NAMESPACE, **sym_opts).remote(
             cfg_json, dsn, name, list(syms), {s: assignment[s] for s in syms}, ep)
     await asyncio.gather(*(run.handles[n].ready.remote() for n, _ in config.groups()))
+    if config.screener.enabled:  # boots (universe, backfill, streams) in the background; the API reads its scans
+        from .screen import start_screener
+
+        run.handles["screener"] = start_screener(
+            config.screener.scan, dsn, (endpoints.ws_base, endpoints.rest_base),
+            symbols if config.screener.universe == "run" else None, config.screener.workers)
     if config.source == "replay":  # start once every feed listens and entries are allowed (as in the backtest)
         feeds = len(config.groups())
 
@@ -186,8 +192,10 @@ async def replay_drained(run: RayRun, control: ActorRuntimeControl, quiet_s: flo
     before = (await control.stats())["messages"]
     await asyncio.sleep(quiet_s)
     after = await control.stats()
-    unsent = sum(s.get("unsent", 0) for s in after["symbol_states"])
-    return bool(after["messages"] == before and unsent == 0)
+    states = after["symbol_states"]
+    unsent = sum(s.get("unsent", 0) for s in states)
+    filling = any(s.get("gap_pending") for s in states)  # a restarted one still catching up from REST
+    return bool(after["messages"] == before and unsent == 0 and not filling)
 
 
 async def stop(run: RayRun) -> None:

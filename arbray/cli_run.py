@@ -27,6 +27,9 @@ from pydantic import ValidationError
 from arbray.runtime.config import RunConfig
 from arbray.storage.config import default_dsn, redact
 
+REPLAY_PERMISSION_TTL_MS = 60_000
+"""The PositionManager's permission TTL in replays (see ``build_config``); live runs keep the default."""
+
 
 def _speed(text: str) -> float | str:
     if text == "max":
@@ -75,12 +78,19 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     put("api.port", args.api_port)
     put("run_id", args.run_id)
     put("instance", args.instance)
+    if args.no_screener:
+        put("screener.enabled", False)
+    put("screener.scan.interval_s", args.screen_every / 1000 if args.screen_every else None)
     put("symbols_per_actor", args.symbols_per_actor)
     put("strategy_actors", args.strategy_actors)
     if data.get("source") == "replay":  # a replay's boundaries and order depend on data only (parity)
         data.setdefault("warmup_klines", False)
+        data.setdefault("screener", {}).setdefault("enabled", False)
         data.setdefault("symbol_state", {}).setdefault("timer_boundaries", False)
         data.setdefault("position_manager", {}).setdefault("ordering", "boundary")
+        # a replay (paper or simulator, never live) saturates the machine at max speed: the wall-clock
+        # permission TTL would halt on scheduling stalls and make the run depend on timing, not data
+        data["position_manager"].setdefault("permission_ttl_ms", REPLAY_PERMISSION_TTL_MS)
         data.setdefault("guard", {}).setdefault("require_fresh_data", False)
     return RunConfig.model_validate(data)
 
@@ -196,6 +206,8 @@ def register(subparsers: Any) -> None:
     r.add_argument("--testnet", action="store_true", help="Binance testnet endpoints (source binance)")
     r.add_argument("--api-port", type=int, help="control API and dashboard port (default 8000)")
     r.add_argument("--no-api", action="store_true", help="do not start the control API")
+    r.add_argument("--no-screener", action="store_true", help="do not start the market-wide screener")
+    r.add_argument("--screen-every", type=parse_interval, help="screener scan period, e.g. 1m (default 60s)")
     r.add_argument("--no-ray-dashboard", action="store_true", help="do not start Ray's dashboard")
     r.add_argument("--address", help="join this Ray cluster (default: RAY_ADDRESS, else a private local one)")
     r.add_argument("--num-cpus", type=int, default=2, help="CPUs of a private local Ray")

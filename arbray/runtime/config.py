@@ -17,6 +17,7 @@ from arbray.runtime.position_manager import PositionManagerConfig
 from arbray.runtime.risk_guard import RiskGuardConfig
 from arbray.runtime.symbol_state import SymbolStateConfig
 from arbray.scoring.config import FrozenModel, Symbol
+from arbray.screener.service import ScreenerConfig
 
 Mode = Literal["paper", "sim", "live"]
 Source = Literal["sim", "replay", "binance"]
@@ -63,6 +64,17 @@ class ApiRunConfig(FrozenModel):
     port: int = Field(8000, ge=0, le=65_535)
 
 
+class RunScreenerConfig(FrozenModel):
+    """The market-wide periodic scan started with a run on Ray (``actors/screen.py``): a kline cache fed
+    by streams over the universe, scanned every ``scan.interval_s`` and journalled for the control API."""
+
+    enabled: bool = Field(True, description="start the screener actor (never for replays: no kline streams)")
+    universe: Literal["all", "run"] = Field("all", description="all: every TRADING USDT perpetual of "
+                                                             "exchangeInfo; run: the run's symbols")
+    workers: int = Field(0, ge=0, le=64, description="Ray tasks per scan (0: inside the screener actor)")
+    scan: ScreenerConfig = Field(default_factory=ScreenerConfig)
+
+
 class RunConfig(FrozenModel):
     """One run of the runtime (see the module docstring)."""
 
@@ -84,6 +96,7 @@ class RunConfig(FrozenModel):
     binance: BinanceSourceConfig = Field(default_factory=BinanceSourceConfig)
     venue: VenueRunConfig = Field(default_factory=VenueRunConfig)
     api: ApiRunConfig = Field(default_factory=ApiRunConfig)
+    screener: RunScreenerConfig = Field(default_factory=RunScreenerConfig)
     ev_gates: dict[str, EvGateConfig] = Field(default_factory=dict,
                                               description="strategy → expected-value gate on its entries")
 
@@ -99,6 +112,8 @@ class RunConfig(FrozenModel):
             out.append((("source", "sim"), "sim.replay is only used with source 'replay'"))
         if self.sim.speed == "max" and self.source != "replay":
             out.append((("source", "sim"), "speed 'max' is for replays"))
+        if self.source == "replay" and self.screener.enabled:
+            out.append((("source", "screener"), "a replay serves no kline streams: disable the screener"))
         if len(set(self.symbols)) != len(self.symbols):
             out.append((("symbols",), "symbols must be unique"))
         return out

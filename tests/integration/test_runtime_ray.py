@@ -196,7 +196,8 @@ def test_killing_the_symbol_state_mid_run_loses_and_duplicates_nothing(
 def test_hot_reload_halt_and_emergency_close_on_the_simulator(ray_up: None, tmp_path: Path) -> None:
     """On the live simulator (10× speed, 15 s cycles of market time): a config edited in the journal is
     scored from the next cycle on; block-new stops new entries within a cycle; emergency close flattens
-    every position. Times are compared in market time (the simulator's clock)."""
+    every position. Times are compared in market time (the simulator's clock). The run's screener actor
+    scans the simulator's universe from its kline cache (every 5 s of wall time) into the journal."""
     import argparse
 
     from arbray.actors.control import ActorRuntimeControl
@@ -210,6 +211,7 @@ def test_hot_reload_halt_and_emergency_close_on_the_simulator(ray_up: None, tmp_
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     cfg = build_config(parser.parse_args(["run", "--symbols", "BTCUSDT", "--every", "15s", "--no-api",
+                                          "--screen-every", "5s",
                                           "--speed", "10", "--history-hours", "6", "--strategy", "sim_demo_btc",
                                           "--strategy", "BTC_CVD5mx30m_TPaggressive"]))
     dsn = f"sqlite:///{tmp_path / 'j.db'}"
@@ -277,10 +279,27 @@ def test_hot_reload_halt_and_emergency_close_on_the_simulator(ray_up: None, tmp_
                                         (t_block,))
             assert entries == []
             print(f"reload after {new[0]['ts_ms'] - t_edit} ms; entries refused while blocked: {refused[0]['n']}")
+
+            # --- the screener: every model's scan of the whole simulated universe, journalled
+            async def scans() -> dict[str, Any]:
+                async with store.connection() as c:
+                    rows = await c.fetch("SELECT model, symbols, ranked, excluded FROM screen_runs")
+                return {r["model"]: r for r in rows}
+            done = await wait(lambda: _all_models(scans()), 60, "a scan of each model")
+            assert all(r["symbols"] >= 1 and r["ranked"] + r["excluded"] == r["symbols"] for r in done.values()), done
+            assert done["ats_v2"]["ranked"] >= 1  # short_grid's filters may exclude the lone symbol
+            async with store.connection() as c:
+                ranked = await c.fetch("SELECT DISTINCT symbol FROM screen_results")
+            assert "BTCUSDT" in {r["symbol"] for r in ranked}
         finally:
             await store.close()
             await stop(run)
     asyncio.run(go())
+
+
+async def _all_models(rows: Any) -> Any:
+    got = await rows
+    return got if set(got) == {"ats_v2", "short_grid"} else None
 
 
 async def _with_hash(rows: Any, config_hash: str) -> list[dict[str, Any]]:
