@@ -464,11 +464,15 @@ function viewStrategy(root, slug) {
       tab = k;
       for (const b of tabsBar.children) b.classList.toggle("active", b === e.target);
       render();
+      loadHead();  // the header's net PnL and status as of now
     } }, label));
   }
   async function load() {
+    if (await loadHead()) render();
+  }
+  async function loadHead() {
     try { detail = await api(`/strategies/${encodeURIComponent(slug)}`); }
-    catch (e) { head.replaceChildren(h("div", { class: "empty", text: e.message })); return; }
+    catch (e) { head.replaceChildren(h("div", { class: "empty", text: e.message })); return false; }
     head.replaceChildren(h("h1", { text: detail.display_name }), h("span", { class: `badge ${detail.status}`, text: detail.status }),
       h("span", { class: "chip", text: detail.kind }), ...detail.symbols.map((x) => h("span", { class: "chip", text: x })),
       h("span", { class: `num ${cls(detail.net_usdt)}`, text: `${signed(detail.net_usdt)} USDT · ${signed(detail.net_r)} R` }),
@@ -478,7 +482,7 @@ function viewStrategy(root, slug) {
           "Closes its positions by taker now and pauses it.", "Kill", async () => {
             try { await api(`/strategies/${encodeURIComponent(slug)}/kill`, { method: "POST", body: {} }); toast("killed"); load(); }
             catch (e) { toast(e.message, true); } }) }, "Kill")] : []));
-    render();
+    return true;
   }
   async function render() {
     const out = h("div");
@@ -523,11 +527,28 @@ function viewStrategy(root, slug) {
   every(30_000, () => { if (detail) load(); });
 }
 
+const SCORE_PAGE = 1000;
+
+// A live strategy's newest score and the (at most) 1,000 before it. Score history pages oldest first,
+// so a 24 h window holding more than one page is narrowed to the span a full page covered.
+async function recentScores(d) {
+  const ref = encodeURIComponent(d.slug);
+  const history = (since) => api(`/strategies/${ref}/scores?limit=${SCORE_PAGE}&since_ms=${since}`);
+  if (d.source !== "live") return { scores: (await history(0)).items, latest: null };
+  const [latest] = await api(`/scores/latest?strategy=${ref}`);
+  if (!latest) return { scores: [], latest: null };
+  let page = await history(Math.max(0, latest.ts_ms - 86_400_000));
+  if (page.next_cursor !== null && page.items.length > 1) {
+    const span = page.items[page.items.length - 1].ts_ms - page.items[0].ts_ms;
+    page = await history(Math.max(0, latest.ts_ms - Math.floor(span * 0.95)));
+  }
+  return { scores: page.items, latest };
+}
+
 async function renderSignals(out, d) {
-  const since = Date.now() - 7 * 86_400_000;
-  const page = await api(`/strategies/${encodeURIComponent(d.slug)}/scores?limit=1000&since_ms=${d.source === "live" ? since : 0}`);
-  const scores = page.items;
-  const latest = scores[scores.length - 1];
+  const recent = await recentScores(d);
+  const scores = recent.scores;
+  const latest = recent.latest || scores[scores.length - 1];
   const layers = h("div", { class: "layers" });
   const gates = h("div", { class: "gates" });
   if (latest) {
@@ -543,7 +564,7 @@ async function renderSignals(out, d) {
   const signals = await api(`/strategies/${encodeURIComponent(d.slug)}/signals?limit=20`);
   out.append(h("div", { class: "two" },
     panel("Latest score", latest ? h("div", {},
-      h("div", { class: `score-big num ${latest.is_entry ? "pos" : ""}`, text: fmt(latest.total, 1) }),
+      h("div", { class: `score-big num ${latest.is_entry ? "pos" : ""}`, "data-ts": latest.ts_ms, text: fmt(latest.total, 1) }),
       h("p", { class: "muted", text: `${latest.symbol} · ${latest.side || "no side"} · ${latest.tier || "no tier"} · ${when(latest.ts_ms)}` }),
       latest.block_reason ? h("p", { class: "neg", text: `blocked: ${latest.block_reason}` }) : null, layers) : h("p", { class: "muted", text: "no score yet" })),
     panel("Gates", latest ? gates : h("p", { class: "muted", text: "–" }))),
