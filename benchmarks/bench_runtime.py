@@ -109,7 +109,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     argv = ["run", "--mode", "sim", "--symbols", ",".join(symbols), "--every", args.every, "--no-api",
-            "--history-hours", "6"]
+            "--history-hours", "6", "--rate-scale", str(args.rate_scale)]
+    if not args.with_screener:
+        argv.append("--no-screener")
     for f in files:
         argv += ["--strategy", f]
     cfg = build_config(parser.parse_args(argv))
@@ -127,7 +129,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await asyncio.sleep(args.warmup_seconds)  # boots, warm-up, first boundaries
     control = ActorRuntimeControl("arbray")
     procs = ray_processes(session)
-    m0 = (await control.stats())["messages"]
+    s0 = await control.stats()
+    m0 = s0["messages"]
     sent0 = sum((await run_.handles["sim_exchange"].state.remote())["sent"].values())
     c1, t1 = cpu_seconds(procs), time.monotonic()
     await asyncio.sleep(args.seconds)
@@ -158,7 +161,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     ray.shutdown()
     return {
         "symbols": symbols, "seconds": round(wall, 1), "every": args.every,
+        "rate_scale": args.rate_scale, "screener": args.with_screener,
         "ingest_msgs_per_s": round((stats["messages"] - m0) / wall, 1),
+        "ingest_msgs_per_s_by_symbol_state": [
+            round((b["messages"] - a["messages"]) / wall, 1)
+            for a, b in zip(s0["symbol_states"], stats["symbol_states"], strict=True)],
         "simulator_sent_msgs_per_s": round((sent1 - sent0) / wall, 1),
         "cpu_pct_of_one_core_all_ray": round(100 * total, 1),
         "cpu_pct_of_one_core_without_simulator": round(100 * (total - sim_share), 1),
@@ -181,6 +188,8 @@ def main() -> None:
     ap.add_argument("--warmup-seconds", type=float, default=20.0)
     ap.add_argument("--idle-seconds", type=float, default=10.0, help="idle-cluster baseline window")
     ap.add_argument("--every", default="1s", help="evaluation interval")
+    ap.add_argument("--rate-scale", type=float, default=1.0, help="simulator trade/maker rate multiplier")
+    ap.add_argument("--with-screener", action="store_true", help="also run the market-wide screener actor")
     args = ap.parse_args()
     for k, v in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
                  "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}.items():
