@@ -268,7 +268,7 @@ class _PositionManagerActor(_Booting):
     async def stats(self) -> dict[str, Any]:
         return (await self._svc()).stats()
 
-    async def order_latency(self) -> list[tuple[str, int, int]]:
+    async def order_latency(self) -> list[tuple[str, int, int, str]]:
         """(engine client id, trigger receive ns, submit ns) of the orders this incarnation sent."""
         return list((await self._svc()).order_latency)
 

@@ -109,7 +109,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     argv = ["run", "--mode", "sim", "--symbols", ",".join(symbols), "--every", args.every, "--no-api",
-            "--history-hours", "6", "--rate-scale", str(args.rate_scale)]
+            "--history-hours", "6", "--rate-scale", str(args.rate_scale),
+            "--strategy-actors", str(args.strategy_actors)]
     if not args.with_screener:
         argv.append("--no-screener")
     for f in files:
@@ -147,14 +148,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     lat = await run_.handles["position_manager"].order_latency.remote()
     arrivals = await run_.handles["sim_exchange"].order_arrivals.remote()
     prefix = "a" + run_.instance.rsplit("-", 1)[-1][:6]
-    to_sim, to_submit = [], []
-    for cid, trig_ns, sent_ns in lat:
-        if not trig_ns:
+    to_sim: dict[str, list[float]] = {"BoundaryItem": [], "TradesItem": []}
+    to_submit: dict[str, list[float]] = {"BoundaryItem": [], "TradesItem": []}
+    for cid, trig_ns, sent_ns, kind in lat:
+        if not trig_ns:  # a reaction to a fill or a command: no market message behind it
             continue
-        to_submit.append((sent_ns - trig_ns) / 1e6)
+        to_submit[kind].append((sent_ns - trig_ns) / 1e6)
         arr = arrivals.get(wire_id(cid, prefix))
         if arr is not None:
-            to_sim.append((arr - trig_ns) / 1e6)
+            to_sim[kind].append((arr - trig_ns) / 1e6)
+    everything = to_sim["BoundaryItem"] + to_sim["TradesItem"]
+    scored = [(s["trigger_to_scored_ms_p50"], s["trigger_to_scored_ms_p99"]) for s in stats["symbol_states"]]
     await stop_feeds(run_)
     summary = await final_summary(run_, "benchmark")
     await stop(run_)
@@ -174,9 +178,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_pct_by_actor": by_actor,
         "memory_rss_mib": round(rss, 1), "memory_pss_mib": round(pss, 1),
         "memory_idle_cluster_pss_mib": round(idle_pss, 1), "memory_idle_cluster_rss_mib": round(idle_rss, 1),
-        "orders": len(lat), "orders_matched_at_simulator": len(to_sim),
-        "trigger_to_simulator_ms_p50": pct(to_sim, 0.5), "trigger_to_simulator_ms_p99": pct(to_sim, 0.99),
-        "trigger_to_submit_ms_p50": pct(to_submit, 0.5), "trigger_to_submit_ms_p99": pct(to_submit, 0.99),
+        "orders": len(lat), "orders_with_a_market_trigger_at_simulator": len(everything),
+        "trigger_to_simulator_ms_p50": pct(everything, 0.5), "trigger_to_simulator_ms_p99": pct(everything, 0.99),
+        "by_trigger": {
+            ("signal_at_boundary" if kind == "BoundaryItem" else "trade_batch"): {
+                "orders": len(xs), "to_simulator_ms_p50": pct(xs, 0.5), "to_simulator_ms_p99": pct(xs, 0.99),
+                "to_pm_decision_ms_p50": pct(to_submit[kind], 0.5),
+                "to_pm_decision_ms_p99": pct(to_submit[kind], 0.99)} for kind, xs in to_sim.items()},
+        "trigger_to_scored_ms_p50_p99_by_symbol_state": scored,
         "summary": summary, "load_average": os.getloadavg(),
     }
 
@@ -189,6 +198,7 @@ def main() -> None:
     ap.add_argument("--idle-seconds", type=float, default=10.0, help="idle-cluster baseline window")
     ap.add_argument("--every", default="1s", help="evaluation interval")
     ap.add_argument("--rate-scale", type=float, default=1.0, help="simulator trade/maker rate multiplier")
+    ap.add_argument("--strategy-actors", type=int, default=1, help="Strategy actors in the pool")
     ap.add_argument("--with-screener", action="store_true", help="also run the market-wide screener actor")
     args = ap.parse_args()
     for k, v in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",

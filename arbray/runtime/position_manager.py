@@ -132,7 +132,8 @@ class Outputs:
     trades: list[TradeRecord] = field(default_factory=list)
     signals: list[SignalRecord] = field(default_factory=list)
     ledger: list[tuple[str, str, float, int, str]] = field(default_factory=list)  # (uuid, kind, amount, ts, ref)
-    submitted: list[tuple[str, int]] = field(default_factory=list)  # (client id, trigger recv ns)
+    submitted: list[tuple[str, int, str]] = field(default_factory=list)
+    """(client id, local receive ns of the market message behind it or 0, the item kind that placed it)."""
 
     def extend(self, other: Outputs) -> None:
         for name in ("orders", "fills", "positions", "trades", "signals", "ledger", "submitted"):
@@ -223,6 +224,7 @@ class PositionManagerCore:
         self._orders: dict[str, _OrderState] = {}
         self._out = Outputs()
         self._trigger_ns = 0
+        self._trigger_kind = ""
         self._positions: dict[str, tuple[float, float, float | None]] = {}
         self._fills: list[tuple[FillRecord, str]] = []
         self._closed: dict[str, PositionRecord] = {}
@@ -240,6 +242,7 @@ class PositionManagerCore:
         """Apply one item; returns the records the journal must hold before it is acknowledged."""
         self._out = out = Outputs()
         self.applied += 1
+        self._trigger_ns, self._trigger_kind = 0, type(item).__name__  # only market items carry a receive time
         if isinstance(item, TradesItem):
             self._apply_trades(item)
         elif isinstance(item, BoundaryItem):
@@ -338,7 +341,7 @@ class PositionManagerCore:
             return
         st = self._orders[order.client_id] = _OrderState(order, now_ms)
         self._record_order(st, now_ms)
-        self._out.submitted.append((order.client_id, self._trigger_ns))
+        self._out.submitted.append((order.client_id, self._trigger_ns, self._trigger_kind))
         self.counters["orders"] += 1
 
     def _on_venue_event(self, ev: VenueEvent) -> None:

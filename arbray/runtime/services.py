@@ -23,7 +23,7 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -113,6 +113,11 @@ class JournalService:
         return self.core.stats()
 
 
+def _quantile(xs: Iterable[float], q: float) -> float | None:
+    s = sorted(xs)
+    return round(s[min(len(s) - 1, int(q * len(s)))], 3) if s else None
+
+
 def _spawn(tasks: set[asyncio.Task[Any]], coro: Awaitable[Any], name: str) -> None:
     """Run ``coro`` in the background, logging (not swallowing) a failure."""
     async def run() -> None:
@@ -147,6 +152,8 @@ class SymbolStateStats:
     submit_errors: int = 0
     score_errors: int = 0
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+    score_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+    """From the boundary's trigger message to its scores back from the Strategy actor."""
 
 
 class SymbolStateService:
@@ -186,6 +193,8 @@ class SymbolStateService:
         s = snap.symbol
         self.seq[s] += 1
         task = asyncio.get_running_loop().create_task(self.scorer.score(snap, extras))
+        if trigger_recv_ns:
+            task.add_done_callback(lambda _: self.stats_.score_ms.append((time.time_ns() - trigger_recv_ns) / 1e6))
         self.outbox[s].append(_Pending(None, task, snap, self.seq[s], trigger_recv_ns))
         self._wake.set()
 
@@ -360,6 +369,8 @@ class SymbolStateService:
             "score_errors": self.stats_.score_errors, "outbox": sum(len(q) for q in self.outbox.values()),
             "unsent": sum(self.seq[s] - self._sent.get(s, 0) for s in self.seq),
             "gap_pending": [s for s in self.seq if self.feed is not None and self.feed.gap_pending(s)],
+            "trigger_to_scored_ms_p50": _quantile(self.stats_.score_ms, 0.5),
+            "trigger_to_scored_ms_p99": _quantile(self.stats_.score_ms, 0.99),
             "boundary_to_ack_ms_p50": lat[len(lat) // 2] if lat else None,
             "boundary_to_ack_ms_p99": lat[int(len(lat) * 0.99)] if lat else None,
             "feed": self.feed.stats() if self.feed is not None else None,
@@ -475,8 +486,10 @@ class PositionManagerService:
         self.submit_ms: deque[float] = deque(maxlen=10_000)
         self.flush_ms = flush_ms
         self.epoch = 0
-        self.order_latency: deque[tuple[str, int, int]] = deque(maxlen=100_000)
-        """(client id, local receive ns of the message that triggered it, ns it went to the venue)."""
+        self.order_latency: deque[tuple[str, int, int, str]] = deque(maxlen=100_000)
+        """(client id, local receive ns of the message that triggered it or 0, ns it went to the venue, the
+        kind of item that placed it: BoundaryItem for signals, TradesItem for exits, VenueItem for reactions
+        to a fill)."""
         self.durable: dict[str, int] = {}  # per symbol: the last sequence number in the journal
         self._rows: list[InputRow] = []
         self._out = Outputs()
@@ -559,7 +572,7 @@ class PositionManagerService:
             out = self.core.apply(item)
             if out.submitted:
                 sent_ns = time.time_ns()
-                self.order_latency.extend((cid, trigger_ns, sent_ns) for cid, trigger_ns in out.submitted)
+                self.order_latency.extend((cid, trigger_ns, sent_ns, kind) for cid, trigger_ns, kind in out.submitted)
             merged.extend(out)
             self._seq += 1
             self._rows.append(row)
