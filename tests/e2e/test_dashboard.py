@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +20,9 @@ from typing import Any
 
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
-REPO = Path(__file__).resolve().parents[2]
-BROWSER_DIR = REPO / "tests" / "e2e" / "browser"
-CHROMIUM = Path("/usr/bin/chromium")
-NODE = shutil.which("node")
+from tests.e2e.browser_env import BROWSER_DIR, NODE, needs_browser
+
+pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::DeprecationWarning"), *needs_browser]
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +34,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         yield {**info, "token": info["admin"]}
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (apt-get install chromium)")
-@pytest.mark.skipif(NODE is None or not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir(),
-                    reason="playwright-core is not installed (npm ci --prefix tests/e2e/browser)")
 def test_dashboard_sign_in_create_pause_and_detail(server: dict[str, Any], tmp_path: Path) -> None:
     from arbray.storage import open_store
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import socket
 import time
 from pathlib import Path
@@ -37,11 +36,9 @@ from typing import Any
 import httpx
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
-REPO = Path(__file__).resolve().parents[2]
-BROWSER_DIR = REPO / "tests" / "e2e" / "browser"
-CHROMIUM = Path("/usr/bin/chromium")
-NODE = shutil.which("node")
+from tests.e2e.browser_env import BROWSER_DIR, NODE, needs_browser
+
+pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::DeprecationWarning"), *needs_browser]
 
 NAME = "btc_live_e2e"
 PRESET = "BTC_CVD30mx4h_TPbalanced"
@@ -163,9 +160,6 @@ async def run_scenario(db: Path, shots: Path) -> dict[str, Any]:
         await store.close()
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (apt-get install chromium)")
-@pytest.mark.skipif(NODE is None or not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir(),
-                    reason="playwright-core is not installed (npm ci --prefix tests/e2e/browser)")
 def test_dashboard_against_the_engine_scores_trades_and_pauses(tmp_path: Path) -> None:
     shots = Path(os.environ.get("ARBRAY_SCREENSHOT_DIR") or tmp_path).resolve()  # the driver runs elsewhere
     shots.mkdir(parents=True, exist_ok=True)
