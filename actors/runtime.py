@@ -269,7 +269,7 @@ class _PositionManagerActor(_Booting):
         return (await self._svc()).stats()
 
     async def order_latency(self) -> list[tuple[str, int, int, str]]:
-        """(engine client id, trigger receive ns, submit ns) of the orders this incarnation sent."""
+        """(engine client id, trigger receive ns or 0, submit ns, placing item kind) of this incarnation's orders."""
         return list((await self._svc()).order_latency)
 
 

@@ -114,6 +114,7 @@ class JournalService:
 
 
 def _quantile(xs: Iterable[float], q: float) -> float | None:
+    """The ``q`` quantile of ``xs`` (nearest rank, ms rounded to µs), None when empty."""
     s = sorted(xs)
     return round(s[min(len(s) - 1, int(q * len(s)))], 3) if s else None
 
@@ -362,7 +363,6 @@ class SymbolStateService:
 
     # ---- read side -----------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        lat = sorted(self.stats_.latencies_ms)
         return {
             **self.core.stats(), "submits": self.stats_.submits, "items_sent": self.stats_.items_sent,
             "resends": self.stats_.resends, "submit_errors": self.stats_.submit_errors,
@@ -371,8 +371,8 @@ class SymbolStateService:
             "gap_pending": [s for s in self.seq if self.feed is not None and self.feed.gap_pending(s)],
             "trigger_to_scored_ms_p50": _quantile(self.stats_.score_ms, 0.5),
             "trigger_to_scored_ms_p99": _quantile(self.stats_.score_ms, 0.99),
-            "boundary_to_ack_ms_p50": lat[len(lat) // 2] if lat else None,
-            "boundary_to_ack_ms_p99": lat[int(len(lat) * 0.99)] if lat else None,
+            "boundary_to_ack_ms_p50": _quantile(self.stats_.latencies_ms, 0.5),
+            "boundary_to_ack_ms_p99": _quantile(self.stats_.latencies_ms, 0.99),
             "feed": self.feed.stats() if self.feed is not None else None,
         }
 
@@ -759,14 +759,12 @@ class PositionManagerService:
 
     def stats(self) -> dict[str, Any]:
         assert self.core is not None and self.sequencer is not None
-        lat = sorted(self.submit_ms)
         return {**self.core.counters, **self.counters, "applied": self.core.applied, "replayed": self.replayed,
                 "log_seq": self._seq, "pending": self.sequencer.pending(), "duplicates": self.sequencer.duplicates,
                 "barrier_forced": self.sequencer.forced,
                 "permission": self._applied_permission.state if self._applied_permission else None,
                 "blocked_symbols": len(self._applied_permission.blocked_symbols) if self._applied_permission else None,
-                "submit_ms_p50": lat[len(lat) // 2] if lat else None,
-                "submit_ms_p99": lat[int(len(lat) * 0.99)] if lat else None}
+                "submit_ms_p50": _quantile(self.submit_ms, 0.5), "submit_ms_p99": _quantile(self.submit_ms, 0.99)}
 
 
 # ----------------------------------------------------------------------------------------- risk guard
