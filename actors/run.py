@@ -156,8 +156,25 @@ async def launch(config: RunConfig, dsn: str, symbol_state_resource: str | None 
             return bool((await run.handles["sim_exchange"].state.remote())["connections"] >= feeds)
         await wait_until(connected, 60, "the feeds to connect to the simulator")
         await _wait_for_permission(run)
-        await run.handles["sim_exchange"].resume.remote()
+        await _start_replay(run)
     return run
+
+
+async def _start_replay(run: RayRun, sync_timeout_s: float = 5.0) -> None:
+    """Resume the replay at 1× until every book is synced (at most ``sync_timeout_s``), then at its
+    speed: a book syncs one REST snapshot after its first diff, and at ``max`` that round trip could
+    span boundaries the backtest of the file sees with a synced book. Speed changes no content."""
+    sim = run.handles["sim_exchange"]
+    names = [n for n, _ in run.config.groups()]
+    await sim.resume.remote(1.0)
+    deadline = time.monotonic() + sync_timeout_s
+    while time.monotonic() < deadline:
+        stats = [await run.handles[n].stats.remote() for n in names]
+        books = [b for s in stats for b in ((s.get("feed") or {}).get("book") or {}).get("symbols", {}).values()]
+        if books and all(b["state"] == "synced" for b in books):
+            break
+        await asyncio.sleep(0.05)
+    await sim.resume.remote(run.config.sim.speed)
 
 
 async def _wait_for_permission(run: RayRun, timeout_s: float = 60.0) -> None:

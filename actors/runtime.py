@@ -425,8 +425,11 @@ class _SimExchangeActor(_Booting):
             await self.server.start()
         self._boot_in_background(boot, "sim_exchange")
 
-    async def resume(self) -> None:
+    async def resume(self, speed: float | str | None = None) -> None:
+        """Unpause, at ``speed`` (market seconds per wall second, or 'max') if given."""
         await self.ready()
+        if speed is not None:
+            self.server.exchange.set_speed(speed)
         self.server.exchange.resume()
 
     async def urls(self) -> tuple[str, str]:
