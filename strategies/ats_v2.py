@@ -39,6 +39,7 @@ from arbray.scoring.config import (
     StrategyConfig,
     StrategyId,
     Symbol,
+    flip_rule,
     require_symbol,
     require_symbols,
     side_allowed,
@@ -117,9 +118,7 @@ class AtsV2Config(StrategyConfig):
         out += _weights_rule("v2_weights", self.v2_weights, V2_WEIGHTS)
         if any(w < 0 for w in (*self.v1_weights.values(), *self.v2_weights.values())):
             out.append((("v1_weights", "v2_weights"), "weights must be >= 0"))
-        if self.flip_threshold < self.entry_score:
-            out.append((("entry_score", "flip_threshold"),
-                        f"flip_threshold ({self.flip_threshold}) must be >= entry_score ({self.entry_score})"))
+        out += flip_rule(self.entry_score, self.flip_threshold)
         return out
 
     @property

@@ -64,6 +64,7 @@ from arbray.scoring.config import (
     cvd_for,
     cvd_input_name,
     extra_input,
+    flip_rule,
     require_symbol,
     require_symbols,
     side_allowed,
@@ -630,9 +631,7 @@ class FactoryConfig(StrategyConfig):
         total = sum(getattr(self, w) for w in weights)
         if total != 100:
             out.append((weights, f"weights must sum to 100, got {total}"))
-        if self.flip_threshold < self.entry_score:
-            out.append((("entry_score", "flip_threshold"),
-                        f"flip_threshold ({self.flip_threshold}) must be >= entry_score ({self.entry_score})"))
+        out += flip_rule(self.entry_score, self.flip_threshold)
         if self.tp2_ratio <= self.tp1_ratio:
             out.append((("tp1_ratio", "tp2_ratio"),
                         f"tp2_ratio ({self.tp2_ratio}) must be beyond tp1_ratio ({self.tp1_ratio})"))

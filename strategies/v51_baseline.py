@@ -54,6 +54,7 @@ from arbray.scoring.config import (
     Symbol,
     WrongSymbolError,
     extra_input,
+    flip_rule,
     require_symbol,
     require_symbols,
     side_allowed,
@@ -372,9 +373,7 @@ class LegacyConfig(StrategyConfig):
         if not self.entry_score <= self.standard_score <= self.heavy_score:
             out.append((("entry_score", "standard_score", "heavy_score"),
                         "need entry_score <= standard_score <= heavy_score"))
-        if self.flip_threshold < self.entry_score:
-            out.append((("entry_score", "flip_threshold"),
-                        f"flip_threshold ({self.flip_threshold}) must be >= entry_score ({self.entry_score})"))
+        out += flip_rule(self.entry_score, self.flip_threshold)
         return out
 
     @property

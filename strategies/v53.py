@@ -35,6 +35,7 @@ from arbray.scoring.config import (
     StrategyConfig,
     StrategyId,
     Symbol,
+    flip_rule,
     require_symbol,
     require_symbols,
 )
@@ -124,9 +125,7 @@ class V53BaseConfig(StrategyConfig):
         extra = sorted(set(self.symbol_gates) - set(self.symbols))
         if extra:
             out.append((("symbol_gates",), f"symbol_gates has symbols not in symbols: {extra}"))
-        if self.flip_threshold < self.entry_score:
-            out.append((("entry_score", "flip_threshold"),
-                        f"flip_threshold ({self.flip_threshold}) must be >= entry_score ({self.entry_score})"))
+        out += flip_rule(self.entry_score, self.flip_threshold)
         return out
 
     @property

@@ -159,6 +159,14 @@ def _error_details(e: ErrorDetails) -> InitErrorDetails:
     return InitErrorDetails(type=e["type"], loc=e["loc"], input=e["input"])
 
 
+def flip_rule(entry_score: float, flip_threshold: float) -> list[tuple[tuple[str, ...], str]]:
+    """Every kind's cross-field rule on its thresholds: a flip needs at least an entry's score."""
+    if flip_threshold < entry_score:
+        return [(("entry_score", "flip_threshold"),
+                 f"flip_threshold ({flip_threshold}) must be >= entry_score ({entry_score})")]
+    return []
+
+
 class AtrTargets(FrozenModel):
     """Legacy JSON exits as multiples of the 5m ATR (digest §4.2–4.4, §5.2 "legacy ATR-based")."""
 
