@@ -3,34 +3,18 @@ latest ranked scan per model, the run history with cursors, auth, validation and
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from arbray.clock import ManualClock
-from arbray.screener.backfill import BackfillConfig, parse_klines
-from arbray.screener.cache import KlineCacheConfig, KlineCacheCore
 from arbray.screener.service import ScreenerConfig, ScreenerService
-from arbray.screener.synth import synthetic_universe
 from tests.integration.storage_backends import dsn, make_dsn, pg_database
+from tests.integration.test_screen_service import T0, filled_core
 from tests.unit.api.helpers import api, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 __all__ = ["dsn", "make_dsn", "pg_database"]
-T0 = 1_767_225_600_000
-
-
-def core(n: int = 15) -> KlineCacheCore:
-    c = KlineCacheCore([s.symbol for s in synthetic_universe(n)], KlineCacheConfig(backfill=BackfillConfig()),
-                       ManualClock(T0))
-    for s in synthetic_universe(n, bars=301):
-        assert s.taker_buy is not None
-        rows = [[int(t), str(o), str(h), str(lo), str(cl), str(v), int(t) + 299_999, str(v * cl), 1, str(tb), "0", "0"]
-                for t, o, h, lo, cl, v, tb in zip(s.ts_ms, s.open, s.high, s.low, s.close, s.volume, s.taker_buy,
-                                                  strict=True)]
-        c.merge(s.symbol, "5m", parse_klines("5m", rows, Counter()), known_ms=None)
-    return c
 
 
 def test_latest_and_runs_from_the_journal(dsn: str) -> None:
@@ -40,7 +24,7 @@ def test_latest_and_runs_from_the_journal(dsn: str) -> None:
             r = await get("/api/v1/screener/latest?model=ats_v2", headers=a.read)
             assert r.status_code == 404 and r.json() == {"detail": "no ats_v2 scan journalled yet"}
             clock = ManualClock(T0)
-            svc = ScreenerService(core(), ScreenerConfig(), a.store, clock)
+            svc = ScreenerService(filled_core(15), ScreenerConfig(), a.store, clock)
             for k in range(3):
                 clock.set(T0 + k * 60_000)
                 await svc.run_once()
